@@ -1,0 +1,22 @@
+"""srcgrad: automatic differentiation by source transformation.
+
+``@srcgrad.grad`` reads a plain Python function's source, builds a hash-consed graph of it,
+differentiates that graph in reverse mode and emits a new Python function that returns the value
+and the gradients, on Python floats (fast path) and NumPy arrays (batched, broadcasting).
+"""
+
+from . import functions
+from .errors import MissingDerivativeError, SourceUnavailableError, TransformError
+from .rules import register
+from .transform import GradFunction, grad
+
+__all__ = [
+    "GradFunction",
+    "MissingDerivativeError",
+    "SourceUnavailableError",
+    "TransformError",
+    "functions",
+    "grad",
+    "register",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,423 @@
+"""Graph -> Python source -> compiled function.
+
+One graph is emitted twice inside one generated function: a **float path** (Python floats and
+the `math` module, taken when every argument is a Python float or int) and an **array path**
+(NumPy ufuncs with broadcasting, and ``sum_to`` on edges that may broadcast). The float path is
+wrapped in ``try``: if `math` refuses an input that NumPy answers with inf or nan, the call
+falls through to the array path, so both paths give the same answer.
+
+Readability rules, so the output reads like code a person would write:
+
+* a node gets its own statement when it has a name (a source variable, ``d_<name>`` for an
+  adjoint), is used more than once, or is returned; any other node is inlined into its single
+  user, so ``sin(a) + 0.2 * sin(a * 5)`` stays one line;
+* comments give the source line each block of statements comes from, forward and backward;
+* nothing is emitted that the returned values do not need.
+
+Statements are built as `ast` nodes and printed with `ast.unparse`; comments and layout are
+added around them. `black` formats the text only when a person asks for ``.source``.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import keyword
+import linecache
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from . import rules, runtime
+from .graph import BOUND, CONST, GLOBAL, PARAM, Node
+from .lower import Lowered
+from .reverse import Adjoints
+
+# Names the templates in `srcgrad.rules` use for the modules they call.
+_TEMPLATE_MODULES = ("np", "math", "sg")
+
+
+@dataclass
+class Generated:
+    """The generated function and everything needed to show or rebuild it."""
+
+    function: Callable[..., Any]
+    text: str  # exactly what was compiled (and what tracebacks show)
+    filename: str  # the linecache key of ``text``
+
+
+def generate(lowered: Lowered, adjoints: Adjoints, wrt: list[str], grads_type: type,
+             first_adjoint_id: int) -> Generated:
+    """Emit, compile and return the value-and-gradient function for ``lowered``."""
+    emitter = _Emitter(lowered, adjoints, wrt, first_adjoint_id)
+    text, factory_name, bindings = emitter.module_text(grads_type)
+    parsed = lowered.parsed
+    filename = f"<srcgrad: {parsed.name} from {parsed.filename}:{parsed.lineno}>"
+    lines = text.splitlines(keepends=True)
+    linecache.cache[filename] = (len(text), None, lines, filename)
+    namespace: dict[str, Any] = {}
+    code = compile(text, filename, "exec")
+    exec(code, parsed.fn.__globals__, namespace)  # globals stay the module's: read live
+    function = namespace[factory_name](**bindings)
+    function.__defaults__ = getattr(parsed.fn, "__defaults__", None)
+    function.__kwdefaults__ = getattr(parsed.fn, "__kwdefaults__", None)
+    function.__module__ = getattr(parsed.fn, "__module__", None)
+    return Generated(function, text, filename)
+
+
+@cache
+def _template(text: str) -> tuple[ast.expr, dict[str, int]]:
+    """A rules template parsed once, with how often each placeholder occurs."""
+    expr = ast.parse(text, mode="eval").body
+    counts: dict[str, int] = {}
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Name) and node.id.startswith("_") and node.id[1:].isdigit():
+            counts[node.id] = counts.get(node.id, 0) + 1
+    return expr, counts
+
+
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, args: list[ast.expr], modules: dict[str, str]) -> None:
+        self.args = args
+        self.modules = modules
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id.startswith("_") and node.id[1:].isdigit():
+            return copy.deepcopy(self.args[int(node.id[1:])])
+        if node.id in self.modules:
+            return ast.Name(self.modules[node.id], ast.Load())
+        return node
+
+
+def _literal(value: Any) -> ast.expr:
+    if isinstance(value, float) and (value < 0 or (value == 0 and str(value).startswith("-"))):
+        return ast.UnaryOp(ast.USub(), ast.Constant(-value))
+    if isinstance(value, int) and value < 0:
+        return ast.UnaryOp(ast.USub(), ast.Constant(-value))
+    return ast.Constant(value)
+
+
+def _float_literal(value: Any) -> ast.expr:
+    return _literal(float(value))
+
+
+class _Emitter:
+    def __init__(self, lowered: Lowered, adjoints: Adjoints, wrt: list[str],
+                 first_adjoint_id: int) -> None:
+        self.lowered = lowered
+        self.parsed = lowered.parsed
+        self.adjoints = adjoints
+        self.wrt = wrt
+        self.first_adjoint_id = first_adjoint_id
+        self.param_names = [p.name for p in self.parsed.params]
+        taken = set(self.param_names) | set(lowered.live_globals) | set(lowered.bound)
+        hints = {n.hint for n in lowered.graph.nodes if n.hint}
+        self.helpers: dict[str, str] = {}
+        for helper in (*_TEMPLATE_MODULES, "SCALARS", "Grads"):
+            self.helpers[helper] = _fresh(helper, taken | hints)
+            taken.add(self.helpers[helper])
+        self.reserved = taken  # names no statement may take
+
+    # -- the module ------------------------------------------------------------------------------
+    def module_text(self, grads_type: type) -> tuple[str, str, dict[str, Any]]:
+        parsed = self.parsed
+        fn = parsed.fn
+        bindings: dict[str, Any] = {
+            self.helpers["np"]: runtime.np,
+            self.helpers["math"]: __import__("math"),
+            self.helpers["sg"]: runtime,
+            self.helpers["SCALARS"]: runtime.SCALARS,
+            self.helpers["Grads"]: grads_type,
+        }
+        bindings.update(self.lowered.bound)
+        signature, default_bindings = self._signature(fn)
+        bindings.update(default_bindings)
+        factory = _fresh(f"make_{parsed.name}", self.reserved | set(bindings))
+        live = sorted(self.lowered.live_globals)
+        live_note = f" Module globals ({', '.join(live)}) are read when `{parsed.name}` runs." \
+            if live else ""
+        out = [
+            f"# Generated by srcgrad from {parsed.filename}, line {parsed.lineno}.",
+            f"def {factory}({', '.join(bindings)}):",
+            f'    """Binds srcgrad\'s helpers into `{parsed.name}` once.{live_note}"""',
+            "",
+            f"    def {parsed.name}({signature}):",
+            f'        """Value and gradient of `{parsed.name}` '
+            f'({_short(parsed.filename)}, line {parsed.lineno}).',
+            "",
+            f"        Returns (value, {self.helpers['Grads']}({', '.join(self.wrt)})). "
+            "d_<name> is the derivative of the",
+            "        value (summed over its elements, for an array) with respect to <name>.",
+            '        """',
+        ]
+        if self.lowered.floats_only:
+            condition = " and ".join(
+                f"type({p}) in {self.helpers['SCALARS']}" for p in self.param_names) or "True"
+            out.append(f"        if {condition}:")
+            out.append("            try:")
+            out.append("                # Fast path: Python floats and the math module.")
+            out += self._body(scalar=True, indent=" " * 16)
+            out.append(f"            except {_FALLBACK}:")
+            out.append("                pass  # math refused an input: NumPy below gives inf/nan")
+        out.append("        # Array path: NumPy ufuncs with broadcasting.")
+        for param in self.param_names:
+            differentiated = param in self.wrt
+            out.append(f"        {param} = {self.helpers['sg']}.as_array({param}, {param!r}, "
+                       f"{parsed.name!r}, {differentiated})")
+        out += self._body(scalar=False, indent=" " * 8)
+        out.append("")
+        out.append(f"    return {parsed.name}")
+        return "\n".join(out) + "\n", factory, bindings
+
+    def _signature(self, fn: Any) -> tuple[str, dict[str, Any]]:
+        bindings: dict[str, Any] = {}
+        defaults = list(getattr(fn, "__defaults__", None) or ())
+        kwdefaults = dict(getattr(fn, "__kwdefaults__", None) or {})
+        positional = [p for p in self.parsed.params if p.kind == "positional"]
+        keyword_only = [p for p in self.parsed.params if p.kind == "keyword"]
+        first_default = len(positional) - len(defaults)
+        parts = []
+
+        def render(name: str, value: Any) -> str:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return f"{name}={ast.unparse(_literal(value))}"
+            bound = _fresh(f"{name}_default", self.reserved | set(bindings))
+            bindings[bound] = value
+            return f"{name}={bound}"
+
+        for i, param in enumerate(positional):
+            parts.append(render(param.name, defaults[i - first_default])
+                         if i >= first_default else param.name)
+        if keyword_only:
+            parts.append("*")
+            for param in keyword_only:
+                parts.append(render(param.name, kwdefaults[param.name])
+                             if param.name in kwdefaults else param.name)
+        return ", ".join(parts), bindings
+
+    # -- one path ----------------------------------------------------------------------------------
+    def _body(self, *, scalar: bool, indent: str) -> list[str]:
+        path = _Path(self, scalar)
+        lines: list[str] = []
+        last_comment = None
+        for node in path.statements:
+            comment = self._comment(node)
+            if comment and comment != last_comment:
+                lines.append(f"{indent}# {comment}")
+                last_comment = comment
+            lines.append(indent + ast.unparse(path.statement(node)))
+        lines.append(indent + ast.unparse(ast.Return(path.result())))
+        return lines
+
+    def _comment(self, node: Node) -> str | None:
+        if node.lineno is None:
+            return None
+        text = self.parsed.source_lines.get(node.lineno, "").strip()
+        if node.id >= self.first_adjoint_id:
+            return f"line {node.lineno}, backward: {text}"
+        return f"line {node.lineno}: {text}"
+
+
+_FALLBACK = "(ArithmeticError, ValueError)"
+_INFIX = {"add": "plus", "sub": "minus", "mul": "times", "div": "over", "pow": "pow"}
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, n = base, 1
+    while name in taken or keyword.iskeyword(name):
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def _short(filename: str) -> str:
+    return filename.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+class _Path:
+    """The statements of one path (float or array) over the shared graph."""
+
+    def __init__(self, emitter: _Emitter, scalar: bool) -> None:
+        self.emitter = emitter
+        self.scalar = scalar
+        self.helpers = emitter.helpers
+        lowered = emitter.lowered
+        self.output = lowered.output
+        self.grads = emitter.adjoints.grads
+        roots = [self.resolve(self.output)] + [self.resolve(g) for g in self.grads if g is not None]
+        order, uses = self._walk(roots)
+        self.names: dict[int, str] = {}
+        taken = set(emitter.reserved)
+        nodes = lowered.graph.nodes
+        self.adjoint_of: dict[int, Node] = {}  # on this path: adjoint node id -> forward node
+        for adjoint_id, forward in emitter.adjoints.adjoint_of.items():
+            self.adjoint_of.setdefault(self.resolve(nodes[adjoint_id]).id, forward)
+        need_name = self._needs_names(order, uses, roots)
+        self._counter = 0
+        self.statements: list[Node] = []
+        for node in order:
+            if node.op == PARAM or node.op == GLOBAL:
+                self.names[node.id] = node.value
+            elif node.op == BOUND:
+                self.names[node.id] = node.hint
+            elif node.op == CONST or node.op == "item":
+                continue
+            elif node.id in need_name:
+                self.names[node.id] = _fresh(self._suggest(node, order), taken)
+                taken.add(self.names[node.id])
+                self.statements.append(node)
+        for node in order:  # tuple results of `_derive` functions: name each element
+            if node.op == "item":
+                parent = self.names.get(node.args[0].id, "partials")
+                self.names[node.id] = _fresh(f"{parent}_{node.attrs[0]}", taken)
+                taken.add(self.names[node.id])
+        self.items = {n.id: n for n in order if n.op == "item"}
+
+    # -- structure -------------------------------------------------------------------------------
+    def resolve(self, node: Node) -> Node:
+        """The node that computes ``node`` on this path (``sum_to`` is the identity on floats)."""
+        while self.scalar and node.op == "sum_to":
+            node = node.args[0]
+        return node
+
+    def args_of(self, node: Node) -> tuple[Node, ...]:
+        return tuple(self.resolve(a) for a in node.args)
+
+    def _walk(self, roots: list[Node]) -> tuple[list[Node], dict[int, int]]:
+        seen: dict[int, Node] = {}
+        uses: dict[int, int] = {}
+        stack = list(roots)
+        while stack:
+            node = stack.pop()
+            if node.id in seen:
+                continue
+            seen[node.id] = node
+            for arg in self.args_of(node):
+                uses[arg.id] = uses.get(arg.id, 0) + 1
+                stack.append(arg)
+        return sorted(seen.values(), key=lambda n: n.id), uses
+
+    def _needs_names(self, order: list[Node], uses: dict[int, int], roots: list[Node]) -> set[int]:
+        names = self.adjoint_of
+        need = {r.id for r in roots}
+        for node in order:
+            if node.is_leaf or node.op == "item":
+                continue
+            if node.hint or node.id in names or uses.get(node.id, 0) > 1 or node.op in (
+                    "call", "sum_to"):
+                need.add(node.id)
+            template = self._template_text(node)
+            if template:
+                _, counts = _template(template)
+                for position, arg in enumerate(self.args_of(node)):
+                    if counts.get(f"_{position}", 0) > 1 and not arg.is_leaf:
+                        need.add(arg.id)  # a template that repeats an argument needs a name
+        return need
+
+    def _suggest(self, node: Node, order: list[Node]) -> str:
+        if node.hint:
+            return node.hint
+        if node is self.resolve(self.output):
+            return "value"
+        forward = self.adjoint_of.get(node.id)
+        if forward is not None:
+            return f"d_{self.names.get(forward.id) or self._describe(forward)}"
+        return self._describe(node)
+
+    def _describe(self, node: Node) -> str:
+        """A short name saying what ``node`` computes (``a_times_5``, ``cos_t``), else ``tN``."""
+        if node.hint:
+            return node.hint
+        if node.op == "call":
+            user = node.attrs[0]
+            return f"{user.name}_value" if user.derivative else f"{user.name}_partials"
+        words = [self._word(a) for a in self.args_of(node)]
+        if node.op in ("add", "mul") and len(words) == 2 and words[0] and words[0][0].isdigit():
+            words.reverse()  # `a_times_5`, not `5_times_a`
+        name = None
+        if None not in words:
+            if node.op in _INFIX and len(words) == 2:
+                if node.op == "pow" and words[1] == "2":
+                    name = f"{words[0]}_sq"
+                else:
+                    name = f"{words[0]}_{_INFIX[node.op]}_{words[1]}"
+            elif len(words) == 1:
+                name = f"{node.op}_{words[0]}"
+        if name and name[0].isalpha() and len(name) <= 24:
+            return name
+        self._counter += 1
+        return f"t{self._counter}"
+
+    def _word(self, node: Node) -> str | None:
+        if node.op == CONST:
+            value = node.value
+            if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+                return str(int(value)).replace("-", "minus")
+            return None
+        return self.names.get(node.id)
+
+    def _template_text(self, node: Node) -> str | None:
+        if node.op in ("call", "item") or node.is_leaf:
+            return None
+        primitive = rules.PRIMITIVES[node.op]
+        return primitive.scalar_template(self.args_of(node)) if self.scalar else primitive.array
+
+    # -- expressions -----------------------------------------------------------------------------
+    def expr(self, node: Node) -> ast.expr:
+        """``node`` as an expression: its name if it has one, else inlined."""
+        node = self.resolve(node)
+        if node.op == CONST:
+            return _literal(node.value)
+        name = self.names.get(node.id)
+        if name is not None:
+            return ast.Name(name, ast.Load())
+        return self.compute(node)
+
+    def compute(self, node: Node) -> ast.expr:
+        """The expression that computes ``node`` from its arguments."""
+        args = [self.expr(a) for a in self.args_of(node)]
+        if node.op == "call":
+            return ast.Call(ast.Name(node.attrs[0].name, ast.Load()), args, [])
+        template, _ = _template(self._template_text(node))
+        modules = {m: self.helpers[m] for m in _TEMPLATE_MODULES}
+        return _Substitute(args, modules).visit(copy.deepcopy(template))
+
+    def statement(self, node: Node) -> ast.stmt:
+        items = sorted((n for n in self.items.values() if n.args[0].id == node.id),
+                       key=lambda n: n.attrs[0])
+        if items:  # `d_x, d_y = foo_derive(x, y)`
+            arity = len(node.args)
+            by_index = {n.attrs[0]: self.names[n.id] for n in items}
+            target: ast.expr = ast.Tuple(
+                [ast.Name(by_index.get(i, "_"), ast.Store()) for i in range(arity)], ast.Store())
+        else:
+            target = ast.Name(self.names[node.id], ast.Store())
+        return ast.Assign([target], self.compute(node), lineno=0)
+
+    def result(self) -> ast.expr:
+        """``value, Grads(d_a, d_b)`` with each gradient shaped like its parameter."""
+        grads: list[ast.expr] = []
+        sg = self.helpers["sg"]
+        for param, grad in zip(self.emitter.wrt, self.grads, strict=True):
+            if self.scalar:
+                if grad is None:
+                    grads.append(_float_literal(0.0))
+                    continue
+                grad = self.resolve(grad)
+                value = self.expr(grad)
+                if grad.op == CONST:
+                    grads.append(_float_literal(grad.value))
+                elif grad.is_leaf:
+                    grads.append(ast.Call(ast.Name("float", ast.Load()), [value], []))
+                else:
+                    grads.append(value)
+                continue
+            value = _float_literal(0.0) if grad is None else self.expr(grad)
+            call_args = [value, ast.Name(param, ast.Load())]
+            if grad is not None and grad.op in (PARAM, GLOBAL, BOUND):
+                call_args.append(ast.Constant(True))  # never hand back the caller's own array
+            grads.append(ast.Call(ast.Attribute(ast.Name(sg, ast.Load()), "grad_like", ast.Load()),
+                                  call_args, []))
+        grads_call = ast.Call(ast.Name(self.helpers["Grads"], ast.Load()), grads, [])
+        return ast.Tuple([self.expr(self.output), grads_call], ast.Load())

@@ -1,0 +1,362 @@
+"""Source -> AST -> checked, desugared statements.
+
+This is the only module that reads the user's source. It checks every construct once, here,
+so that later passes never meet a surprise: whatever they are given is in the supported
+subset, and whatever is not gets a `TransformError` naming the file, the line, the construct
+and what to write instead.
+
+Desugaring keeps later passes small: ``x += e`` becomes ``x = x + e``; ``a, b = b, a`` becomes
+one simultaneous `Assign`; ``a = b = e`` binds both names; docstrings and ``pass`` vanish.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import MissingDerivativeError, SourceUnavailableError, TransformError
+
+# What each unsupported construct is called in messages, and what to do instead.
+_UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
+    ast.If: ("an `if` statement", "Control flow is not supported yet; for a choice between two "
+             "values use srcgrad.functions.maximum/minimum/relu/abs, or compute both branches."),
+    ast.For: ("a `for` loop", "Loops are not supported yet; write the computation with array "
+              "operations on a NumPy array argument, which srcgrad differentiates elementwise."),
+    ast.While: ("a `while` loop", "Loops are not supported yet; unroll a fixed number of steps "
+                "or use array operations."),
+    ast.With: ("a `with` statement", "Move the `with` block out of the differentiated function "
+               "and pass what it produces in as an argument."),
+    ast.Try: ("a `try` statement", "Handle errors outside the differentiated function; srcgrad "
+              "gives inf/nan like NumPy instead of raising."),
+    ast.Raise: ("a `raise` statement", "Check inputs before calling the differentiated "
+                "function."),
+    ast.Assert: ("an `assert` statement", "Check inputs before calling the differentiated "
+                 "function."),
+    ast.Global: ("a `global` declaration", "Read globals freely, but return results instead of "
+                 "assigning to globals."),
+    ast.Nonlocal: ("a `nonlocal` declaration", "Return results instead of assigning to "
+                   "enclosing variables."),
+    ast.Delete: ("a `del` statement", "Simply stop using the name; srcgrad drops unused values."),
+    ast.Import: ("an `import` inside the function", "Import at module level."),
+    ast.ImportFrom: ("an `import` inside the function", "Import at module level."),
+    ast.FunctionDef: ("a nested function definition", "Define helpers at module level and give "
+                      "them a `_derive` (see srcgrad.register)."),
+    ast.AsyncFunctionDef: ("a nested function definition", "Define helpers at module level."),
+    ast.ClassDef: ("a class definition", "Define classes at module level."),
+    ast.AsyncWith: ("an `async with` statement", "Differentiate synchronous code only."),
+    ast.AsyncFor: ("an `async for` loop", "Differentiate synchronous code only."),
+}
+for _name in ("TryStar", "Match"):
+    if hasattr(ast, _name):
+        _UNSUPPORTED_STATEMENTS[getattr(ast, _name)] = (
+            f"a `{_name.lower().replace('star', '*')}` statement",
+            "Control flow is not supported yet.",
+        )
+
+_UNSUPPORTED_EXPRESSIONS: dict[type, tuple[str, str]] = {
+    ast.Yield: ("`yield`", "Return one value; generators cannot be differentiated."),
+    ast.YieldFrom: ("`yield from`", "Return one value; generators cannot be differentiated."),
+    ast.Await: ("`await`", "Differentiate synchronous code only."),
+    ast.Lambda: ("a `lambda`", "Define the function at module level with a `_derive`."),
+    ast.IfExp: ("a conditional expression `a if c else b`", "Control flow is not supported yet; "
+                "use srcgrad.functions.maximum/minimum/relu/abs."),
+    ast.Compare: ("a comparison", "Comparisons (and the branches they feed) are not supported "
+                  "yet."),
+    ast.BoolOp: ("`and`/`or`", "Boolean logic is not supported yet."),
+    ast.ListComp: ("a list comprehension", "Comprehensions are not supported yet; use arrays."),
+    ast.SetComp: ("a set comprehension", "Comprehensions are not supported yet."),
+    ast.DictComp: ("a dict comprehension", "Comprehensions are not supported yet."),
+    ast.GeneratorExp: ("a generator expression", "Comprehensions are not supported yet."),
+    ast.Subscript: ("indexing `x[...]`", "Indexing is not supported yet; pass the elements as "
+                    "separate arguments."),
+    ast.Starred: ("`*` unpacking", "Pass arguments explicitly."),
+    ast.NamedExpr: ("an assignment expression `:=`", "Assign on its own line."),
+    ast.JoinedStr: ("an f-string", "Strings are not numbers; compute numbers only."),
+    ast.Dict: ("a dict literal", "Return one number or array."),
+    ast.Set: ("a set literal", "Return one number or array."),
+    ast.List: ("a list literal", "Return one number or array."),
+    ast.Tuple: ("a tuple", "Return one number or array; tuples appear only in `a, b = x, y`."),
+    ast.Slice: ("a slice", "Indexing is not supported yet."),
+}
+
+_BINARY_OPERATORS: dict[type, str] = {
+    ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow",
+}  # fmt: skip
+_OPERATOR_SYMBOLS: dict[type, str] = {
+    ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
+    ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``targets = values``, all values evaluated before any target is bound."""
+
+    targets: tuple[tuple[str, ...], ...]  # one tuple of names per `=` (chained assignment)
+    values: tuple[ast.expr, ...]
+    lineno: int  # line in the file
+
+
+@dataclass(frozen=True)
+class Return:
+    value: ast.expr
+    lineno: int
+
+
+@dataclass
+class Parameter:
+    name: str
+    kind: str  # "positional" or "keyword" (keyword-only)
+    has_default: bool
+
+
+@dataclass
+class ParsedFunction:
+    """A user function, checked and desugared; everything later passes need from the source."""
+
+    fn: Callable[..., Any]
+    name: str
+    filename: str
+    lineno: int  # line of the `def` in the file
+    params: list[Parameter]
+    body: list[Assign | Return]
+    source_lines: dict[int, str] = field(repr=False)  # file line number -> text
+
+    def error(self, message: str, node: ast.AST | None = None, cls: type = TransformError,
+              lineno: int | None = None) -> TransformError:
+        """A `TransformError` (or ``cls``) pointing at ``node`` in the user's file."""
+        line_no = lineno if lineno is not None else self.file_line(node)
+        col = None
+        if node is not None and hasattr(node, "col_offset"):
+            col = node.col_offset + self._indent
+        return cls(message, filename=self.filename, lineno=line_no, col=col,
+                   line=self.source_lines.get(line_no) if line_no else None,
+                   function=self.name)
+
+    def file_line(self, node: ast.AST | None) -> int | None:
+        if node is None or not hasattr(node, "lineno"):
+            return None
+        return node.lineno + self._offset
+
+    _offset: int = 0
+    _indent: int = 0
+
+
+def parse_function(fn: Callable[..., Any]) -> ParsedFunction:
+    """Read ``fn``'s source and return its checked, desugared body."""
+    name = getattr(fn, "__name__", repr(fn))
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        raise SourceUnavailableError(
+            f"srcgrad cannot read the source of {name!r}: it is not a Python function "
+            f"(a builtin or C extension?).\n{MissingDerivativeError.fixes(name)}\n"
+            "To differentiate a function of your own instead, define it with `def` in a .py file.",
+            function=name,
+        )
+    filename = code.co_filename
+    try:
+        lines, first = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        raise SourceUnavailableError(
+            f"srcgrad cannot read the source of {name!r} (defined in {filename}): Python "
+            "keeps no source for functions typed at the interactive prompt or built by exec().\n"
+            "Define it with `def` in a .py file (or a notebook cell), or, if it is only called "
+            f"inside a differentiated function, give srcgrad its derivative.\n"
+            f"{MissingDerivativeError.fixes(name)}",
+            filename=filename, function=name,
+        ) from None
+    text = "".join(lines)
+    dedented = textwrap.dedent(text)
+    indent = _indent_of(lines, dedented)
+    source_lines = {first + i: line.rstrip("\n") for i, line in enumerate(lines)}
+    try:
+        module = ast.parse(dedented)
+    except SyntaxError as exc:  # e.g. a lambda whose line is only part of an expression
+        module = _parse_lambda_line(dedented, exc, filename, first, source_lines, name)
+    target = _find_definition(module, fn, name)
+    if target is None:
+        raise SourceUnavailableError(
+            f"srcgrad could not find the definition of {name!r} in its source lines "
+            f"({filename}, line {first}). Define it with a plain `def`.",
+            filename=filename, lineno=first, function=name,
+        )
+    parsed = ParsedFunction(fn=fn, name=name, filename=filename, lineno=first, params=[],
+                            body=[], source_lines=source_lines)
+    parsed._offset = first - 1
+    parsed._indent = indent
+    parsed.params = _parameters(parsed, target.args)
+    if isinstance(target, ast.Lambda):
+        parsed.body = [Return(_check_expr(parsed, target.body), parsed.file_line(target))]
+    else:
+        parsed.lineno = parsed.file_line(target) or first
+        parsed.body = _statements(parsed, target)
+    return parsed
+
+
+def _indent_of(lines: list[str], dedented: str) -> int:
+    first_original = next((ln for ln in lines if ln.strip()), "")
+    first_dedented = next((ln for ln in dedented.splitlines() if ln.strip()), "")
+    return len(first_original) - len(first_original.lstrip()) - (
+        len(first_dedented) - len(first_dedented.lstrip())
+    )
+
+
+def _parse_lambda_line(text: str, exc: SyntaxError, filename: str, first: int,
+                       source_lines: dict[int, str], name: str) -> ast.Module:
+    # inspect returns whole lines; a lambda inside a larger expression may not parse alone.
+    try:
+        return ast.parse("(" + text.strip() + ")") if text.strip() else ast.parse("")
+    except SyntaxError:
+        raise TransformError(
+            f"srcgrad could not parse the source of {name!r}: {exc.msg}. Define it with a plain "
+            "`def` on lines of its own.",
+            filename=filename, lineno=first, line=source_lines.get(first), function=name,
+        ) from None
+
+
+def _find_definition(module: ast.Module, fn: Callable[..., Any], name: str) -> Any:
+    for node in ast.walk(module):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return node
+    if name == "<lambda>":
+        arg_names = list(fn.__code__.co_varnames[: fn.__code__.co_argcount])
+        lambdas = [n for n in ast.walk(module) if isinstance(n, ast.Lambda)
+                   and [a.arg for a in n.args.args] == arg_names]
+        if len(lambdas) == 1:
+            return lambdas[0]
+    return None
+
+
+def _parameters(parsed: ParsedFunction, args: ast.arguments) -> list[Parameter]:
+    if args.vararg or args.kwarg:
+        star = args.vararg or args.kwarg
+        raise parsed.error(
+            f"`*{star.arg}` / `**` parameters are not supported: srcgrad needs to know every "
+            "parameter it may differentiate. Name the parameters explicitly.", star)
+    positional = [*args.posonlyargs, *args.args]
+    n_defaults = len(args.defaults)
+    params = [Parameter(a.arg, "positional", i >= len(positional) - n_defaults)
+              for i, a in enumerate(positional)]
+    params += [Parameter(a.arg, "keyword", d is not None)
+               for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    return params
+
+
+def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign | Return]:
+    body = list(fn_node.body)
+    if body and _is_docstring(body[0]):
+        body = body[1:]
+    out: list[Assign | Return] = []
+    for index, stmt in enumerate(body):
+        is_last = index == len(body) - 1
+        lineno = parsed.file_line(stmt)
+        if isinstance(stmt, ast.Return):
+            if not is_last:
+                raise parsed.error("`return` must be the last statement: srcgrad "
+                                   "differentiates straight-line code ending in one return.", stmt)
+            if stmt.value is None:
+                raise parsed.error("`return` needs a value: the number or array to "
+                                   "differentiate.", stmt)
+            out.append(Return(_check_expr(parsed, stmt.value), lineno))
+        elif isinstance(stmt, ast.Assign):
+            out.append(_assignment(parsed, stmt))
+        elif isinstance(stmt, ast.AugAssign):
+            out.append(_augmented(parsed, stmt))
+        elif isinstance(stmt, ast.AnnAssign):
+            if stmt.value is None or not isinstance(stmt.target, ast.Name):
+                raise parsed.error("An annotation without a value binds nothing; remove it.", stmt)
+            out.append(Assign(((stmt.target.id,),), (_check_expr(parsed, stmt.value),), lineno))
+        elif isinstance(stmt, ast.Pass) or _is_docstring(stmt):
+            continue
+        elif isinstance(stmt, ast.Expr):
+            raise parsed.error("An expression statement has no effect on the result; assign "
+                               "its value to a name or remove it.", stmt)
+        else:
+            what, advice = _UNSUPPORTED_STATEMENTS.get(
+                type(stmt), (f"a `{type(stmt).__name__}` statement", ""))
+            raise parsed.error(f"srcgrad does not support {what} here. {advice}".rstrip(), stmt)
+    if not out or not isinstance(out[-1], Return):
+        raise parsed.error(f"`{parsed.name}` must end with `return <value>`: the value to "
+                           "differentiate.", fn_node)
+    return out
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def _assignment(parsed: ParsedFunction, stmt: ast.Assign) -> Assign:
+    value = stmt.value
+    targets = [_target_names(parsed, t) for t in stmt.targets]
+    widths = {len(t) for t in targets if len(t) > 1}
+    if widths:
+        if not isinstance(value, (ast.Tuple, ast.List)) or {len(value.elts)} != widths or any(
+                len(t) == 1 for t in targets):
+            raise parsed.error(
+                "Tuple unpacking needs a tuple of the same length on the right, as in "
+                "`a, b = b, a`; unpacking other values is not supported yet.", stmt)
+        values = tuple(_check_expr(parsed, v) for v in value.elts)
+        return Assign(tuple(targets), values, parsed.file_line(stmt))
+    return Assign(tuple(targets), (_check_expr(parsed, value),), parsed.file_line(stmt))
+
+
+def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple[str, ...]:
+    if isinstance(target, ast.Name):
+        return (target.id,)
+    if isinstance(target, (ast.Tuple, ast.List)) and all(
+            isinstance(t, ast.Name) for t in target.elts):
+        return tuple(t.id for t in target.elts)
+    what = {ast.Subscript: "an element `x[...]`", ast.Attribute: "an attribute `x.y`",
+            ast.Starred: "a starred name"}.get(type(target), "that target")
+    raise parsed.error(f"srcgrad cannot assign to {what}: assign to plain names only "
+                       "(values are immutable here).", target)
+
+
+def _augmented(parsed: ParsedFunction, stmt: ast.AugAssign) -> Assign:
+    if not isinstance(stmt.target, ast.Name):
+        raise parsed.error("Augmented assignment works on plain names only.", stmt.target)
+    if type(stmt.op) not in _BINARY_OPERATORS:
+        symbol = _OPERATOR_SYMBOLS.get(type(stmt.op), type(stmt.op).__name__)
+        raise parsed.error(f"The operator `{symbol}=` is not supported; srcgrad differentiates "
+                           "+ - * / and **.", stmt)
+    load = ast.copy_location(ast.Name(stmt.target.id, ast.Load()), stmt.target)
+    combined = ast.copy_location(ast.BinOp(load, stmt.op, stmt.value), stmt)
+    return Assign(((stmt.target.id,),), (_check_expr(parsed, combined),), parsed.file_line(stmt))
+
+
+def _check_expr(parsed: ParsedFunction, expr: ast.expr) -> ast.expr:
+    """Raise on anything outside the supported expression subset; return ``expr``."""
+    for node in ast.walk(expr):
+        if isinstance(node, ast.BinOp) and type(node.op) not in _BINARY_OPERATORS:
+            symbol = _OPERATOR_SYMBOLS.get(type(node.op), type(node.op).__name__)
+            hint = " (matrix products arrive with array support)" if symbol == "@" else ""
+            raise parsed.error(f"The operator `{symbol}` is not supported{hint}; srcgrad "
+                               "differentiates + - * / and **.", node)
+        if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.USub, ast.UAdd)):
+            symbol = _OPERATOR_SYMBOLS.get(type(node.op), type(node.op).__name__)
+            raise parsed.error(f"The operator `{symbol}` is not supported; srcgrad "
+                               "differentiates unary - and +.", node)
+        if isinstance(node, ast.Constant) and (
+                isinstance(node.value, (bool, str, bytes, complex)) or node.value is None
+                or node.value is Ellipsis):
+            raise parsed.error(f"The constant {node.value!r} is not a real number; srcgrad "
+                               "computes with ints and floats.", node)
+        if isinstance(node, ast.Call):
+            for arg in node.args:
+                if isinstance(arg, ast.Starred):
+                    raise parsed.error("`*args` in a call is not supported; pass arguments "
+                                       "explicitly.", arg)
+            for keyword in node.keywords:
+                if keyword.arg is None:
+                    raise parsed.error("`**kwargs` in a call is not supported; pass arguments "
+                                       "explicitly.", keyword.value)
+        what_advice = _UNSUPPORTED_EXPRESSIONS.get(type(node))
+        if what_advice:
+            what, advice = what_advice
+            raise parsed.error(f"srcgrad does not support {what} here. {advice}", node)
+    return expr

@@ -1,0 +1,100 @@
+"""Reverse mode: the adjoint graph of a forward graph.
+
+The adjoint of a node ``n`` is d(sum of the outputs)/dn. Walking the forward nodes from the
+output back to the parameters, each node's adjoint is the sum of what its users send it, and it
+sends each active argument ``adjoint * partial`` (the partials come from `srcgrad.rules`). The
+adjoint nodes go into the same hash-consed graph as the forward nodes, so a derivative that needs
+``exp(x)`` or ``cos(x)`` shares the forward computation instead of repeating it.
+
+**Broadcasting is handled here, once, for every edge**: when an argument may be smaller than
+the operation's result (``mu`` in ``x - mu``), the contribution is wrapped in ``sum_to``, which
+sums it back to the argument's shape at run time. Static *shape classes* (the set of
+non-constant leaves a value's shape can depend on) prove most edges need no ``sum_to`` at all:
+``x * 0.2`` has the shape of ``x``. The float fast path drops ``sum_to`` entirely.
+
+An adjoint value is kept in the *broadcast-compatible* form: anything that broadcasts to the
+node's shape and then equals the true adjoint. The seed is the scalar ``1.0`` rather than an
+array of ones; ``sum_to`` knows to multiply by the size of axes it is asked to sum but the value
+does not have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import rules
+from .graph import CONST, Graph, Node
+
+
+@dataclass
+class Adjoints:
+    """Gradients of one output with respect to some parameters."""
+
+    grads: list[Node | None]  # one per parameter; None: the output does not depend on it
+    adjoint_of: dict[int, Node]  # adjoint node id -> the forward node it is the adjoint of
+
+
+def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool = True) -> Adjoints:
+    """Add the adjoint computation of ``output`` w.r.t. ``wrt`` to ``graph``."""
+    forward = graph.reachable([output])
+    wanted = {node.id for node in wrt}
+    active: set[int] = set()
+    for node in forward:
+        if node.id in wanted or any(arg.id in active for arg in node.args):
+            active.add(node.id)
+    shapes = _shape_classes(forward) if broadcasting else {}
+
+    contributions: dict[int, list[Node]] = {output.id: [graph.const(1.0)]}
+    adjoints: dict[int, Node] = {}  # forward node id -> its adjoint
+    adjoint_of: dict[int, Node] = {}
+    for node in reversed(forward):
+        terms = contributions.get(node.id)
+        if node.id not in active or not terms:
+            continue
+        # A parameter's adjoint is summed where its last use is; other nodes' on their own line.
+        lines = [t.lineno for t in terms if t.lineno is not None]
+        graph.lineno = min(lines, default=node.lineno) if node.is_leaf else node.lineno
+        adjoint = graph.add_all(terms)
+        adjoints[node.id] = adjoint
+        adjoint_of.setdefault(adjoint.id, node)
+        if node.is_leaf:
+            continue
+        for arg, partial in zip(node.args, _partials(graph, node), strict=True):
+            if arg.id not in active or partial is None:
+                continue
+            term = graph.apply("mul", adjoint, partial)
+            if broadcasting and len(node.args) > 1 and not shapes[node.id] <= shapes[arg.id]:
+                term = graph.apply("sum_to", term, arg, node)
+            contributions.setdefault(arg.id, []).append(term)
+    grads = [adjoints.get(node.id) for node in wrt]
+    return Adjoints(grads, adjoint_of)
+
+
+def _partials(graph: Graph, node: Node) -> tuple[Node | None, ...]:
+    """One partial derivative per argument of ``node`` (None: no gradient flows)."""
+    if node.op == "call":
+        user: rules.UserFunction = node.attrs[0]
+        derivative = graph.apply("call", *node.args, attrs=(user.derivative,))
+        if len(node.args) == 1:
+            return (derivative,)
+        return tuple(graph.apply("item", derivative, attrs=(i,)) for i in range(len(node.args)))
+    primitive = rules.PRIMITIVES[node.op]
+    if primitive.partials is None:
+        return (None,) * len(node.args)
+    partials = primitive.partials(*node.args, node)
+    if not isinstance(partials, tuple):
+        partials = (partials,)
+    return tuple(graph.lift(p) for p in partials)
+
+
+def _shape_classes(order: list[Node]) -> dict[int, frozenset[int]]:
+    """For each node, the non-constant leaves its shape may depend on (elementwise ops only)."""
+    classes: dict[int, frozenset[int]] = {}
+    for node in order:
+        if node.op == CONST:
+            classes[node.id] = frozenset()
+        elif node.is_leaf:
+            classes[node.id] = frozenset({node.id})
+        else:
+            classes[node.id] = frozenset().union(*(classes[a.id] for a in node.args))
+    return classes

@@ -1,0 +1,312 @@
+"""The derivative registry: what every primitive computes and what its derivative is.
+
+One row per primitive. A row says how the generated code computes the primitive on Python
+floats (``scalar``) and on arrays (``array``), as a Python expression template whose ``_0``,
+``_1`` stand for the arguments, and gives its **partial derivatives** as an expression of the
+arguments and, where that is cheaper, of the output ``out`` (``exp``'s derivative is ``out``).
+
+Elementwise primitives are described by partials rather than by a backward function: reverse
+mode multiplies a partial by the incoming adjoint, forward mode by the incoming tangent, so one
+row serves both. The partials are written with the same operations they describe (``cos(x)``
+builds a graph node), so they are hash-consed with the forward computation: the ``exp(x)`` of the
+forward pass is the one the derivative reuses.
+
+User functions get their derivative from a ``foo_derive`` function beside ``foo`` or from
+`register`; both appear by name in the generated code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import functions as F
+from .graph import Node
+
+Partials = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One operation the graph may contain, with its code and its derivative."""
+
+    name: str
+    arity: int
+    scalar: str  # expression template on Python floats
+    array: str  # expression template on arrays
+    partials: Partials | None  # (*args, out) -> partial or tuple of partials; None: zero gradient
+    fold: Callable[..., Any] | None = None  # evaluates the op on constants at build time
+    commutative: bool = False
+    scalar_choice: Callable[[tuple[Node, ...]], str] | None = field(default=None, repr=False)
+
+    def scalar_template(self, args: tuple[Node, ...]) -> str:
+        """The float-path template for these arguments (``x ** 2`` beats ``math.pow``)."""
+        return self.scalar_choice(args) if self.scalar_choice else self.scalar
+
+    @property
+    def differentiable(self) -> bool:
+        return self.partials is not None
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def _op(name: str) -> Callable[..., Node]:
+    """A graph builder for primitive ``name``, for writing partials as formulas."""
+
+    def build(*args: Any) -> Node:
+        graph = next(a.graph for a in args if isinstance(a, Node))
+        return graph.apply(name, *args)
+
+    build.__name__ = name
+    return build
+
+
+def defprim(
+    name: str,
+    arity: int,
+    scalar: str,
+    array: str,
+    partials: Partials | None,
+    fold: Callable[..., Any] | None = None,
+    *,
+    commutative: bool = False,
+    scalar_choice: Callable[[tuple[Node, ...]], str] | None = None,
+) -> None:
+    """Add a row to the table."""
+    PRIMITIVES[name] = Primitive(
+        name, arity, scalar, array, partials, fold, commutative, scalar_choice
+    )
+
+
+# Builders used by the partials below.
+cos, sin, log, exp, sqrt = _op("cos"), _op("sin"), _op("log"), _op("exp"), _op("sqrt")
+sinh, cosh, sigmoid = _op("sinh"), _op("cosh"), _op("sigmoid")
+sign, step, tie = _op("sign"), _op("step"), _op("tie_weight")
+
+LN2, LN10, TWO_OVER_SQRT_PI = math.log(2.0), math.log(10.0), 2.0 / math.sqrt(math.pi)
+
+
+def _pow_scalar(args: tuple[Node, ...]) -> str:
+    exponent = args[1]
+    if exponent.is_const and float(exponent.value).is_integer():
+        return "_0 ** _1"  # exact, fast, and never complex for an integer exponent
+    return "math.pow(_0, _1)"  # raises on a negative base, so the NumPy path answers nan
+
+
+# --- arithmetic ---------------------------------------------------------------------------------
+#        name   arity  on floats         on arrays       partials (x, [y,] out)
+defprim("add",  2, "_0 + _1",           "_0 + _1",      lambda x, y, out: (1.0, 1.0), operator.add, commutative=True)  # noqa: E501
+defprim("sub",  2, "_0 - _1",           "_0 - _1",      lambda x, y, out: (1.0, -1.0), operator.sub)  # noqa: E501
+defprim("mul",  2, "_0 * _1",           "_0 * _1",      lambda x, y, out: (y, x), operator.mul, commutative=True)  # noqa: E501
+defprim("div",  2, "_0 / _1",           "_0 / _1",      lambda x, y, out: (1.0 / y, -out / y), operator.truediv)  # noqa: E501
+defprim("pow",  2, "math.pow(_0, _1)",  "_0 ** _1",     lambda x, y, out: (y * x ** (y - 1), out * log(x)), F.power, scalar_choice=_pow_scalar)  # noqa: E501
+defprim("neg",  1, "-_0",               "-_0",          lambda x, out: -1.0, operator.neg)
+
+# --- elementary functions -------------------------------------------------------------------------
+defprim("sin",     1, "math.sin(_0)",    "np.sin(_0)",     lambda x, out: cos(x), F.sin)
+defprim("cos",     1, "math.cos(_0)",    "np.cos(_0)",     lambda x, out: -sin(x), F.cos)
+defprim("tan",     1, "math.tan(_0)",    "np.tan(_0)",     lambda x, out: 1.0 + out * out, F.tan)  # noqa: E501
+defprim("arcsin",  1, "math.asin(_0)",   "np.arcsin(_0)",  lambda x, out: 1.0 / sqrt(1.0 - x * x), F.arcsin)  # noqa: E501
+defprim("arccos",  1, "math.acos(_0)",   "np.arccos(_0)",  lambda x, out: -1.0 / sqrt(1.0 - x * x), F.arccos)  # noqa: E501
+defprim("arctan",  1, "math.atan(_0)",   "np.arctan(_0)",  lambda x, out: 1.0 / (1.0 + x * x), F.arctan)  # noqa: E501
+defprim("sinh",    1, "math.sinh(_0)",   "np.sinh(_0)",    lambda x, out: cosh(x), F.sinh)
+defprim("cosh",    1, "math.cosh(_0)",   "np.cosh(_0)",    lambda x, out: sinh(x), F.cosh)
+defprim("tanh",    1, "math.tanh(_0)",   "np.tanh(_0)",    lambda x, out: 1.0 - out * out, F.tanh)  # noqa: E501
+defprim("arcsinh", 1, "math.asinh(_0)",  "np.arcsinh(_0)", lambda x, out: 1.0 / sqrt(x * x + 1.0), F.arcsinh)  # noqa: E501
+defprim("arccosh", 1, "math.acosh(_0)",  "np.arccosh(_0)", lambda x, out: 1.0 / sqrt(x * x - 1.0), F.arccosh)  # noqa: E501
+defprim("arctanh", 1, "math.atanh(_0)",  "np.arctanh(_0)", lambda x, out: 1.0 / (1.0 - x * x), F.arctanh)  # noqa: E501
+defprim("exp",     1, "math.exp(_0)",    "np.exp(_0)",     lambda x, out: out, F.exp)
+defprim("expm1",   1, "math.expm1(_0)",  "np.expm1(_0)",   lambda x, out: out + 1.0, F.expm1)
+defprim("exp2",    1, "sg.exp2(_0)",     "np.exp2(_0)",    lambda x, out: out * LN2, F.exp2)
+defprim("log",     1, "math.log(_0)",    "np.log(_0)",     lambda x, out: 1.0 / x, F.log)
+defprim("log1p",   1, "math.log1p(_0)",  "np.log1p(_0)",   lambda x, out: 1.0 / (1.0 + x), F.log1p)  # noqa: E501
+defprim("log2",    1, "math.log2(_0)",   "np.log2(_0)",    lambda x, out: 1.0 / (x * LN2), F.log2)  # noqa: E501
+defprim("log10",   1, "math.log10(_0)",  "np.log10(_0)",   lambda x, out: 1.0 / (x * LN10), F.log10)  # noqa: E501
+defprim("sqrt",    1, "math.sqrt(_0)",   "np.sqrt(_0)",    lambda x, out: 0.5 / out, F.sqrt)
+defprim("cbrt",    1, "sg.cbrt(_0)",     "np.cbrt(_0)",    lambda x, out: 1.0 / (3.0 * out * out), F.cbrt)  # noqa: E501
+defprim("square",  1, "_0 * _0",         "np.square(_0)",  lambda x, out: 2.0 * x, F.square)
+defprim("reciprocal", 1, "1.0 / _0",     "1.0 / _0",       lambda x, out: -out * out, F.reciprocal)  # noqa: E501
+defprim("abs",     1, "abs(_0)",         "np.abs(_0)",     lambda x, out: sign(x), F.abs)
+defprim("sigmoid", 1, "sg.sigmoid(_0)",  "sg.sigmoid(_0)", lambda x, out: out * (1.0 - out), F.sigmoid)  # noqa: E501
+defprim("relu",    1, "sg.relu(_0)",     "np.maximum(_0, 0.0)", lambda x, out: step(x), F.relu)
+defprim("softplus", 1, "sg.softplus(_0)", "np.logaddexp(0.0, _0)", lambda x, out: sigmoid(x), F.softplus)  # noqa: E501
+defprim("erf",     1, "math.erf(_0)",    "sg.erf(_0)",     lambda x, out: TWO_OVER_SQRT_PI * exp(-(x * x)), F.erf)  # noqa: E501
+defprim("arctan2", 2, "math.atan2(_0, _1)", "np.arctan2(_0, _1)", lambda y, x, out: (x / (x * x + y * y), -y / (x * x + y * y)), F.arctan2)  # noqa: E501
+defprim("hypot",   2, "math.hypot(_0, _1)", "np.hypot(_0, _1)", lambda x, y, out: (x / out, y / out), F.hypot, commutative=True)  # noqa: E501
+defprim("maximum", 2, "sg.maximum(_0, _1)", "np.maximum(_0, _1)", lambda x, y, out: (tie(x, y), tie(y, x)), F.maximum, commutative=True)  # noqa: E501
+defprim("minimum", 2, "sg.minimum(_0, _1)", "np.minimum(_0, _1)", lambda x, y, out: (tie(y, x), tie(x, y)), F.minimum, commutative=True)  # noqa: E501
+
+# --- piecewise-constant helpers: used by partials above, no gradient of their own ----------------
+defprim("sign",  1, "sg.sign(_0)",  "np.sign(_0)", None, np.sign)
+defprim("step",  1, "sg.step(_0)",  "sg.step(_0)", None)  # 1 where x > 0, else 0
+defprim("tie_weight", 2, "sg.tie_weight(_0, _1)", "sg.tie_weight(_0, _1)", None)  # 1, 1/2 or 0
+
+# --- engine operations: inserted by srcgrad itself, never written by users ------------------------
+# sum_to(v, x, n): v (broadcastable to n) summed over the axes that n broadcast x along.
+defprim("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", None)
+defprim("call", -1, "", "", None)  # a user function or its derivative, by name
+defprim("item", 1, "", "", None)  # one element of a tuple returned by a user `_derive`
+
+ENGINE_OPS = frozenset({"sum_to", "call", "item"})
+HELPER_OPS = frozenset({"sign", "step", "tie_weight"})
+
+
+def primitive_names() -> list[str]:
+    """Names of the built-in differentiable primitives (what the registry tests cover)."""
+    return [
+        name
+        for name, prim in PRIMITIVES.items()
+        if prim.differentiable and name not in ENGINE_OPS
+    ]
+
+
+class OpSpecs(Mapping):
+    """The table as the graph sees it: name -> object with `name`, `commutative`, `fold`."""
+
+    def __getitem__(self, name: str) -> _Spec:
+        return _SPECS[name]
+
+    def __iter__(self):
+        return iter(_SPECS)
+
+    def __len__(self) -> int:
+        return len(_SPECS)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    commutative: bool
+    fold: Callable[..., Any]
+
+
+def _no_fold(*values: Any) -> Any:
+    raise TypeError("not foldable")
+
+
+_SPECS = {
+    name: _Spec(name, prim.commutative, prim.fold or _no_fold) for name, prim in PRIMITIVES.items()
+}
+OPS = OpSpecs()
+
+# --- which Python objects are which primitive -----------------------------------------------------
+_BY_OBJECT: dict[Any, str] = {}
+
+
+def _alias(name: str, *objects: Any) -> None:
+    for obj in objects:
+        if obj is not None:
+            _BY_OBJECT[obj] = name
+
+
+for _name in primitive_names():
+    if _name not in ("add", "sub", "mul", "div", "pow", "neg"):
+        _alias(_name, getattr(F, _name), getattr(np, _name, None))
+_alias("add", np.add, operator.add)
+_alias("sub", np.subtract, operator.sub)
+_alias("mul", np.multiply, operator.mul)
+_alias("div", np.divide, np.true_divide, operator.truediv)
+_alias("pow", np.power, getattr(np, "pow", None), F.power, builtins.pow, operator.pow, math.pow)
+_alias("neg", np.negative, operator.neg)
+_alias("abs", builtins.abs, np.absolute, np.fabs, math.fabs)
+_alias("arcsin", math.asin, getattr(np, "asin", None))
+_alias("arccos", math.acos, getattr(np, "acos", None))
+_alias("arctan", math.atan, getattr(np, "atan", None))
+_alias("arcsinh", math.asinh, getattr(np, "asinh", None))
+_alias("arccosh", math.acosh, getattr(np, "acosh", None))
+_alias("arctanh", math.atanh, getattr(np, "atanh", None))
+_alias("arctan2", math.atan2, getattr(np, "atan2", None))
+for _name in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "exp", "expm1", "log1p", "log2",
+              "log10", "sqrt", "erf", "hypot", "cbrt", "exp2"):  # fmt: skip
+    _alias(_name, getattr(math, _name, None))
+_alias("sign", np.sign)
+
+# `math.log(x, base)` takes an optional base; the lowering turns it into log(x) / log(base).
+LOG_WITH_BASE = (math.log,)
+# Identity-like callables: `np.positive(x)` is x.
+IDENTITY = (np.positive, operator.pos)
+
+
+def primitive_for(obj: Any) -> Primitive | None:
+    """The primitive a Python callable stands for, or None."""
+    try:
+        name = _BY_OBJECT.get(obj)
+    except TypeError:  # unhashable callable
+        return None
+    return PRIMITIVES[name] if name else None
+
+
+# --- user functions -------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class UserFunction:
+    """A user's callable as it appears in generated code, under ``name``.
+
+    ``derivative`` is the `_derive` (or registered) function, itself a `UserFunction`.
+    """
+
+    fn: Callable[..., Any]
+    name: str
+    derivative: UserFunction | None = None
+
+
+_REGISTERED: dict[Any, Callable[..., Any]] = {}
+
+
+def register(fn: Callable[..., Any], derive: Callable[..., Any] | None = None) -> Any:
+    """Declare ``derive`` as the derivative of ``fn``.
+
+    ``derive`` takes ``fn``'s arguments; for one argument it returns dfn/dx, for several a
+    tuple with one partial derivative per argument. Without ``derive`` this returns a decorator::
+
+        @srcgrad.register(smooth_step)
+        def smooth_step_partial(x):
+            return 6 * x * (1 - x)
+    """
+    if not callable(fn):
+        raise TypeError(f"srcgrad.register: {fn!r} is not callable")
+    if derive is None:
+
+        def decorator(derivative: Callable[..., Any]) -> Callable[..., Any]:
+            register(fn, derivative)
+            return derivative
+
+        return decorator
+    if not callable(derive):
+        raise TypeError(f"srcgrad.register: the derivative of {_name_of(fn)} must be callable")
+    _REGISTERED[fn] = derive
+    return derive
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or repr(fn)
+
+
+def derivative_for(fn: Callable[..., Any], caller_globals: Mapping[str, Any]) -> Any | None:
+    """The derivative of a user function: registered, else ``<name>_derive`` beside it.
+
+    "Beside it" means the decorated function's globals first, then ``fn``'s own module.
+    """
+    try:
+        registered = _REGISTERED.get(fn)
+    except TypeError:
+        registered = None
+    if registered is not None:
+        return registered
+    name = getattr(fn, "__name__", None)
+    if not name:
+        return None
+    derive_name = f"{name}_derive"
+    candidate = caller_globals.get(derive_name)
+    if callable(candidate):
+        return candidate
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    candidate = getattr(module, derive_name, None) if module else None
+    return candidate if callable(candidate) else None

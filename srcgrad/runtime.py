@@ -1,0 +1,117 @@
+"""What generated code calls at run time, bound into it under the name ``sg``.
+
+Kept deliberately small: the engine's broadcasting reduction (`sum_to`), the shaping of final
+gradients (`grad_like`), argument checks, and the elementwise functions of
+`srcgrad.functions` (re-exported so generated code needs one name).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .functions import *  # noqa: F403 - generated code reaches every function as sg.<name>
+from .functions import __all__ as _functions
+
+__all__ = [*_functions, "as_array", "grad_like", "sign", "step", "sum_to", "tie_weight",
+           "SCALARS"]  # fmt: skip
+
+SCALARS = (float, int)  # argument types that take the float fast path
+
+
+def sum_to(v: Any, x: Any, n: Any) -> Any:
+    """The contribution ``v`` to the adjoint of ``x`` through an operation with result ``n``.
+
+    ``v`` broadcasts to ``n``'s shape; the true contribution is ``v`` broadcast to that shape,
+    then summed over the axes along which ``x`` was broadcast. Axes where ``v`` itself has size
+    1 are not materialised: summing a constant along them is multiplying by their length.
+    """
+    x_shape = np.shape(x)
+    n_shape = np.shape(n)
+    if x_shape == n_shape:
+        return v
+    v_shape = np.shape(v)
+    v_full = (1,) * (len(n_shape) - len(v_shape)) + tuple(v_shape)
+    x_full = (1,) * (len(n_shape) - len(x_shape)) + tuple(x_shape)
+    axes = []
+    factor = 1
+    for axis, (n_dim, x_dim, v_dim) in enumerate(zip(n_shape, x_full, v_full, strict=True)):
+        if x_dim == 1 and n_dim != 1:
+            if v_dim == 1:
+                factor *= n_dim
+            else:
+                axes.append(axis)
+    if axes:
+        v = np.sum(np.reshape(v, v_full), axis=tuple(axes), keepdims=True)
+        v = np.reshape(v, np.shape(v)[len(n_shape) - len(x_shape):])
+    elif len(v_shape) > len(x_shape):
+        v = np.reshape(v, v_full[len(n_shape) - len(x_shape):])
+    return v * factor if factor != 1 else v
+
+
+def grad_like(g: Any, x: Any, copy: bool = False) -> Any:
+    """The final gradient for parameter ``x``: ``x``'s shape, ``x``'s floating dtype.
+
+    ``g`` broadcasts to ``x``'s shape (it may be a scalar, e.g. a constant derivative).
+    ``copy`` is set when ``g`` might be a caller's array (the gradient of ``a * b`` w.r.t.
+    ``b`` is ``a`` itself): the gradient must not alias an input.
+    """
+    if isinstance(x, np.ndarray):
+        dtype = x.dtype if x.dtype.kind in "fc" else np.float64
+        if isinstance(g, np.ndarray) and g.shape == x.shape and g.dtype == dtype and not copy:
+            return g
+        if np.shape(g) == x.shape:
+            return np.array(g, dtype=dtype)
+        out = np.empty(x.shape, dtype=dtype)
+        out[...] = g
+        return out
+    if isinstance(x, np.generic) and x.dtype.kind == "f":
+        return x.dtype.type(g)
+    if hasattr(x, "__array_namespace__") or hasattr(x, "__array_ufunc__"):
+        return g + 0 * x  # another array library: broadcast with its own operations
+    return float(g)
+
+
+def as_array(value: Any, parameter: str, function: str, differentiated: bool) -> Any:
+    """``value`` checked (and lists converted) for the array path, or a clear `TypeError`."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "fc":
+            return value
+        if value.dtype.kind in "iub":
+            return value.astype(np.float64) if differentiated else value
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_)):
+        return value
+    elif isinstance(value, (list, tuple)):
+        try:
+            return as_array(np.asarray(value, dtype=np.float64), parameter, function,
+                            differentiated)
+        except (TypeError, ValueError):
+            pass
+    elif hasattr(value, "__array_ufunc__") or hasattr(value, "__array_namespace__"):
+        return value
+    raise TypeError(
+        f"{function}(): parameter '{parameter}' must be a number or a numeric array, "
+        f"got {type(value).__name__} {value!r:.60}")
+
+
+def sign(x: Any) -> Any:
+    """-1, 0 or 1 (the derivative of abs; 0 at the kink)."""
+    if type(x) in SCALARS:
+        return 1.0 if x > 0 else (-1.0 if x < 0 else 0.0)
+    return np.sign(x)
+
+
+def step(x: Any) -> Any:
+    """1 where x > 0, else 0 (the derivative of relu; 0 at the kink)."""
+    if type(x) in SCALARS:
+        return 1.0 if x > 0 else 0.0
+    return np.heaviside(x, 0.0)
+
+
+def tie_weight(x: Any, y: Any) -> Any:
+    """d maximum(x, y) / dx: 1 where x > y, 0 where x < y, 1/2 on a tie (a subgradient)."""
+    if type(x) in SCALARS and type(y) in SCALARS:
+        return 1.0 if x > y else (0.5 if x == y else 0.0)
+    return np.where(x > y, 1.0, np.where(x == y, 0.5, 0.0))

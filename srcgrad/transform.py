@@ -1,0 +1,205 @@
+"""`grad`: the decorator, and the callable object it returns.
+
+Decoration reads and checks the source (so unsupported syntax fails at once, at the `def`).
+The first call builds the graph, differentiates it and compiles the generated function; then
+the object's class is pointed at that function, so later calls run it with no srcgrad code in
+between. Transforms are cached per function and ``wrt``: decorating the same function again, or
+calling ``grad(f)`` inside a loop, reuses the compiled code.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections import namedtuple
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import codegen, lower, parse, reverse
+from .graph import Graph, Node
+
+
+@dataclass
+class Transform:
+    """Everything built for one function and one choice of ``wrt``."""
+
+    function: Callable[..., Any]
+    generated: codegen.Generated
+    graph: FunctionGraph
+
+
+class FunctionGraph:
+    """The define-and-run graph of a decorated function (forward and adjoint nodes)."""
+
+    def __init__(self, graph: Graph, output: Node, grads: list[Node | None], wrt: list[str],
+                 first_adjoint_id: int, name: str) -> None:
+        self.graph = graph
+        self.output = output
+        self.grads = dict(zip(wrt, grads, strict=True))
+        self.first_adjoint_id = first_adjoint_id
+        self.name = name
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Nodes the value and gradients depend on, in evaluation order."""
+        return self.graph.reachable(self._roots(adjoints=True))
+
+    def _roots(self, adjoints: bool) -> list[Node]:
+        roots = [self.output]
+        if adjoints:
+            roots += [g for g in self.grads.values() if g is not None]
+        return roots
+
+    def to_dot(self, adjoints: bool = True) -> str:
+        """Graphviz DOT text: forward nodes, and (unless ``adjoints=False``) the adjoints.
+
+        Parameters are blue, the output green, adjoint nodes orange.
+        """
+        highlight = {self.output.id: "#c8f0c8"}
+        if adjoints:
+            for node in self.graph.reachable(self._roots(adjoints=True)):
+                if node.id >= self.first_adjoint_id and not node.is_leaf:
+                    highlight[node.id] = "#ffe0b0"
+        return self.graph.to_dot(self._roots(adjoints), title=self.name, highlight=highlight)
+
+    def __repr__(self) -> str:
+        return f"<FunctionGraph of {self.name}: {len(self.nodes)} nodes>"
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Transform]] = (
+    weakref.WeakKeyDictionary())
+
+
+def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...]) -> Transform:
+    """Source checked by `parse` -> graph -> adjoints -> compiled function."""
+    cached = _cached(parsed.fn, wrt)
+    if cached is not None:
+        return cached
+    lowered = lower.lower(parsed)
+    graph = lowered.graph
+    first_adjoint_id = len(graph.nodes)
+    wrt_nodes = [lowered.params[name] for name in wrt]
+    adjoints = reverse.reverse(graph, lowered.output, wrt_nodes)
+    grads_type = _grads_type(parsed.name, wrt)
+    generated = codegen.generate(lowered, adjoints, list(wrt), grads_type, first_adjoint_id)
+    view = FunctionGraph(graph, lowered.output, adjoints.grads, list(wrt), first_adjoint_id,
+                         parsed.name)
+    transform = Transform(generated.function, generated, view)
+    try:
+        _CACHE.setdefault(parsed.fn, {})[wrt] = transform
+    except TypeError:  # not weak-referenceable: simply not cached
+        pass
+    return transform
+
+
+def _cached(fn: Any, wrt: tuple[str, ...]) -> Transform | None:
+    try:
+        return _CACHE.get(fn, {}).get(wrt)
+    except TypeError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _grads_type(function_name: str, wrt: tuple[str, ...]) -> type:
+    return namedtuple(f"{function_name}_grads", wrt, rename=True)
+
+
+class GradFunction:
+    """A function that returns ``(value, grads)``; made by `grad`.
+
+    ``grads`` is a namedtuple with one field per differentiated parameter, in signature order.
+    ``.source`` is the generated Python (black-formatted), ``.graph`` the define-and-run graph,
+    ``.__wrapped__`` the original function.
+    """
+
+    __wrapped__: Callable[..., Any]
+
+    def __init__(self, fn: Callable[..., Any], wrt: tuple[str, ...] | None) -> None:
+        functools.update_wrapper(self, fn)
+        self._parsed = parse.parse_function(fn)
+        names = [p.name for p in self._parsed.params]
+        self.wrt: tuple[str, ...] = _check_wrt(self._parsed.name, names, wrt)
+        self._transform: Transform | None = None
+        self.__srcgrad_transform__ = self
+
+    def _build(self) -> Transform:
+        if self._transform is None:
+            self._transform = build(self._parsed, self.wrt)
+            # From now on calling this object runs the generated function directly.
+            type(self).__call__ = staticmethod(self._transform.function)
+        return self._transform
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._build().function(*args, **kwargs)
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The generated function itself (a plain Python function)."""
+        return self._build().function
+
+    @property
+    def graph(self) -> FunctionGraph:
+        return self._build().graph
+
+    @property
+    def source(self) -> str:
+        """The generated Python source, formatted by black."""
+        return _format(self._build().generated.text)
+
+    @property
+    def raw_source(self) -> str:
+        """The generated source exactly as compiled (what tracebacks show)."""
+        return self._build().generated.text
+
+    def __repr__(self) -> str:
+        return f"<srcgrad.grad of {self._parsed.name} w.r.t. {', '.join(self.wrt)}>"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+
+@functools.lru_cache(maxsize=64)
+def _format(text: str) -> str:
+    import black  # imported here: it costs ~100 ms and only readers of .source need it
+
+    return black.format_str(text, mode=black.Mode())
+
+
+def _check_wrt(function: str, params: list[str], wrt: Iterable[str] | str | None
+               ) -> tuple[str, ...]:
+    if wrt is None:
+        if not params:
+            raise ValueError(f"{function}() has no parameters to differentiate.")
+        return tuple(params)
+    if isinstance(wrt, str):
+        wrt = (wrt,)
+    wanted = list(wrt)
+    unknown = [name for name in wanted if name not in params]
+    if unknown:
+        raise ValueError(f"wrt names {', '.join(map(repr, unknown))}, which "
+                         f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'}"
+                         f" of {function}({', '.join(params)}).")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"wrt lists a parameter twice: {wanted}.")
+    if not wanted:
+        raise ValueError("wrt is empty: name at least one parameter to differentiate.")
+    return tuple(name for name in params if name in wanted)  # signature order
+
+
+def grad(fn: Callable[..., Any] | None = None, *, wrt: Iterable[str] | str | None = None
+         ) -> Any:
+    """Turn ``fn`` into a function returning ``(value, grads)``.
+
+    Use as ``@grad`` or ``@grad(wrt=("mu", "sigma"))``. ``grads`` has one field per
+    differentiated parameter (all parameters by default), each shaped like its parameter. For an
+    array-valued ``fn`` the gradient is that of the sum of its elements.
+    """
+    if fn is None:
+        return functools.partial(grad, wrt=wrt)
+    wrt_tuple = None if wrt is None else ((wrt,) if isinstance(wrt, str) else tuple(wrt))
+    # A class per decorated function, so that its __call__ can become the generated function.
+    cls = type(f"grad_{getattr(fn, '__name__', 'function')}", (GradFunction,), {})
+    return cls(fn, wrt_tuple)
