@@ -223,6 +223,13 @@ _FALLBACK = "(ArithmeticError, ValueError)"
 _INFIX = {"add": "plus", "sub": "minus", "mul": "times", "div": "over", "pow": "pow"}
 
 
+def _may_alias_input(node: Node) -> bool:
+    """Whether ``node``'s value may be an array the caller owns (an input, or a user's result)."""
+    while node.op == "sum_to":  # sum_to returns its argument unchanged when shapes agree
+        node = node.args[0]
+    return node.op in (PARAM, GLOBAL, BOUND, "call", "item")
+
+
 def _fresh(base: str, taken: set[str]) -> str:
     name, n = base, 1
     while name in taken or keyword.iskeyword(name):
@@ -415,7 +422,7 @@ class _Path:
                 continue
             value = _float_literal(0.0) if grad is None else self.expr(grad)
             call_args = [value, ast.Name(param, ast.Load())]
-            if grad is not None and grad.op in (PARAM, GLOBAL, BOUND):
+            if grad is not None and _may_alias_input(grad):
                 call_args.append(ast.Constant(True))  # never hand back the caller's own array
             grads.append(ast.Call(ast.Attribute(ast.Name(sg, ast.Load()), "grad_like", ast.Load()),
                                   call_args, []))

@@ -178,7 +178,7 @@ class Graph:
             return simpler
         if spec.commutative:  # one canonical order: `0.2 * sin_t`, but `x + 1`
             const_first = op == "mul"
-            nodes = tuple(sorted(nodes, key=lambda n: ((n.op == CONST) != const_first, n.id)))
+            nodes = tuple(sorted(nodes, key=lambda n: (n.is_const != const_first, n.id)))
         key = (op, tuple(a.id for a in nodes), attrs)
         node = self._table.get(key)
         if node is None:
@@ -224,7 +224,11 @@ class Graph:
         ``highlight`` maps node ids to a fill colour (the caller marks adjoints, outputs).
         """
         highlight = highlight or {}
-        lines = [f'digraph "{_dot_escape(title)}" {{', "  rankdir=BT;", '  node [shape=box, fontname="Helvetica"];']
+        lines = [
+            f'digraph "{_dot_escape(title)}" {{',
+            "  rankdir=BT;",
+            '  node [shape=box, fontname="Helvetica"];',
+        ]
         for node in self.reachable(roots):
             label = _dot_label(node)
             style = ""
@@ -278,8 +282,9 @@ def _simplify(graph: Graph, op: str, args: tuple[Node, ...]) -> Node | None:
     """An equivalent, cheaper node for ``op(*args)``, or None.
 
     Each rewrite is exact in IEEE arithmetic for finite values, as accurate or better
-    (``x * (1 / z) -> x / z``), or only re-associates two constants (``2 * (3 * x) -> 6 * x``). Rewrites that would change a result's shape are not
-    made here: ``x * 0`` stays, because it still broadcasts like ``x``.
+    (``x * (1 / z) -> x / z``), or only re-associates two constants (``2 * (3 * x) -> 6 * x``).
+    Rewrites that would change a result's shape are not made: ``x * 0`` stays, because it still
+    broadcasts like ``x``.
     """
     rule = _PEEPHOLES.get(op)
     return rule(graph, *args) if rule else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import numbers
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,10 +71,9 @@ class _Lowering:
         cells = fn.__closure__ or ()
         self.closure: dict[str, Any] = {}
         for name, cell in zip(code.co_freevars, cells, strict=True):
-            try:
+            # An empty cell (assigned later in the outer scope) raises ValueError: skip it.
+            with contextlib.suppress(ValueError):
                 self.closure[name] = cell.cell_contents
-            except ValueError:  # an empty cell: the name is assigned later in the outer scope
-                pass
         self.graph = Graph(rules.OPS)
         self.env: dict[str, Node | _Static] = {}
         self.result = Lowered(parsed, self.graph, output=None, params={})  # type: ignore[arg-type]

@@ -273,6 +273,7 @@ def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign
         elif isinstance(stmt, ast.Pass) or _is_docstring(stmt):
             continue
         elif isinstance(stmt, ast.Expr):
+            _check_expr(parsed, stmt.value)  # a `yield` or call deserves its own message
             raise parsed.error("An expression statement has no effect on the result; assign "
                                "its value to a name or remove it.", stmt)
         else:

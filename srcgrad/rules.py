@@ -103,46 +103,46 @@ def _pow_scalar(args: tuple[Node, ...]) -> str:
 
 # --- arithmetic ---------------------------------------------------------------------------------
 #        name   arity  on floats         on arrays       partials (x, [y,] out)
-defprim("add",  2, "_0 + _1",           "_0 + _1",      lambda x, y, out: (1.0, 1.0), operator.add, commutative=True)  # noqa: E501
-defprim("sub",  2, "_0 - _1",           "_0 - _1",      lambda x, y, out: (1.0, -1.0), operator.sub)  # noqa: E501
-defprim("mul",  2, "_0 * _1",           "_0 * _1",      lambda x, y, out: (y, x), operator.mul, commutative=True)  # noqa: E501
-defprim("div",  2, "_0 / _1",           "_0 / _1",      lambda x, y, out: (1.0 / y, -out / y), operator.truediv)  # noqa: E501
-defprim("pow",  2, "math.pow(_0, _1)",  "_0 ** _1",     lambda x, y, out: (y * x ** (y - 1), out * log(x)), F.power, scalar_choice=_pow_scalar)  # noqa: E501
+defprim("add",  2, "_0 + _1",           "_0 + _1",      lambda x, y, out: (1.0, 1.0), operator.add, commutative=True)
+defprim("sub",  2, "_0 - _1",           "_0 - _1",      lambda x, y, out: (1.0, -1.0), operator.sub)
+defprim("mul",  2, "_0 * _1",           "_0 * _1",      lambda x, y, out: (y, x), operator.mul, commutative=True)
+defprim("div",  2, "_0 / _1",           "_0 / _1",      lambda x, y, out: (1.0 / y, -out / y), operator.truediv)
+defprim("pow",  2, "math.pow(_0, _1)",  "_0 ** _1",     lambda x, y, out: (y * x ** (y - 1), out * log(x)), F.power, scalar_choice=_pow_scalar)
 defprim("neg",  1, "-_0",               "-_0",          lambda x, out: -1.0, operator.neg)
 
 # --- elementary functions -------------------------------------------------------------------------
 defprim("sin",     1, "math.sin(_0)",    "np.sin(_0)",     lambda x, out: cos(x), F.sin)
 defprim("cos",     1, "math.cos(_0)",    "np.cos(_0)",     lambda x, out: -sin(x), F.cos)
-defprim("tan",     1, "math.tan(_0)",    "np.tan(_0)",     lambda x, out: 1.0 + out * out, F.tan)  # noqa: E501
-defprim("arcsin",  1, "math.asin(_0)",   "np.arcsin(_0)",  lambda x, out: 1.0 / sqrt(1.0 - x * x), F.arcsin)  # noqa: E501
-defprim("arccos",  1, "math.acos(_0)",   "np.arccos(_0)",  lambda x, out: -1.0 / sqrt(1.0 - x * x), F.arccos)  # noqa: E501
-defprim("arctan",  1, "math.atan(_0)",   "np.arctan(_0)",  lambda x, out: 1.0 / (1.0 + x * x), F.arctan)  # noqa: E501
+defprim("tan",     1, "math.tan(_0)",    "np.tan(_0)",     lambda x, out: 1.0 + out * out, F.tan)
+defprim("arcsin",  1, "math.asin(_0)",   "np.arcsin(_0)",  lambda x, out: 1.0 / sqrt(1.0 - x * x), F.arcsin)
+defprim("arccos",  1, "math.acos(_0)",   "np.arccos(_0)",  lambda x, out: -1.0 / sqrt(1.0 - x * x), F.arccos)
+defprim("arctan",  1, "math.atan(_0)",   "np.arctan(_0)",  lambda x, out: 1.0 / (1.0 + x * x), F.arctan)
 defprim("sinh",    1, "math.sinh(_0)",   "np.sinh(_0)",    lambda x, out: cosh(x), F.sinh)
 defprim("cosh",    1, "math.cosh(_0)",   "np.cosh(_0)",    lambda x, out: sinh(x), F.cosh)
-defprim("tanh",    1, "math.tanh(_0)",   "np.tanh(_0)",    lambda x, out: 1.0 - out * out, F.tanh)  # noqa: E501
-defprim("arcsinh", 1, "math.asinh(_0)",  "np.arcsinh(_0)", lambda x, out: 1.0 / sqrt(x * x + 1.0), F.arcsinh)  # noqa: E501
-defprim("arccosh", 1, "math.acosh(_0)",  "np.arccosh(_0)", lambda x, out: 1.0 / sqrt(x * x - 1.0), F.arccosh)  # noqa: E501
-defprim("arctanh", 1, "math.atanh(_0)",  "np.arctanh(_0)", lambda x, out: 1.0 / (1.0 - x * x), F.arctanh)  # noqa: E501
+defprim("tanh",    1, "math.tanh(_0)",   "np.tanh(_0)",    lambda x, out: 1.0 - out * out, F.tanh)
+defprim("arcsinh", 1, "math.asinh(_0)",  "np.arcsinh(_0)", lambda x, out: 1.0 / sqrt(x * x + 1.0), F.arcsinh)
+defprim("arccosh", 1, "math.acosh(_0)",  "np.arccosh(_0)", lambda x, out: 1.0 / sqrt(x * x - 1.0), F.arccosh)
+defprim("arctanh", 1, "math.atanh(_0)",  "np.arctanh(_0)", lambda x, out: 1.0 / (1.0 - x * x), F.arctanh)
 defprim("exp",     1, "math.exp(_0)",    "np.exp(_0)",     lambda x, out: out, F.exp)
 defprim("expm1",   1, "math.expm1(_0)",  "np.expm1(_0)",   lambda x, out: out + 1.0, F.expm1)
 defprim("exp2",    1, "sg.exp2(_0)",     "np.exp2(_0)",    lambda x, out: out * LN2, F.exp2)
 defprim("log",     1, "math.log(_0)",    "np.log(_0)",     lambda x, out: 1.0 / x, F.log)
-defprim("log1p",   1, "math.log1p(_0)",  "np.log1p(_0)",   lambda x, out: 1.0 / (1.0 + x), F.log1p)  # noqa: E501
-defprim("log2",    1, "math.log2(_0)",   "np.log2(_0)",    lambda x, out: 1.0 / (x * LN2), F.log2)  # noqa: E501
-defprim("log10",   1, "math.log10(_0)",  "np.log10(_0)",   lambda x, out: 1.0 / (x * LN10), F.log10)  # noqa: E501
+defprim("log1p",   1, "math.log1p(_0)",  "np.log1p(_0)",   lambda x, out: 1.0 / (1.0 + x), F.log1p)
+defprim("log2",    1, "math.log2(_0)",   "np.log2(_0)",    lambda x, out: 1.0 / (x * LN2), F.log2)
+defprim("log10",   1, "math.log10(_0)",  "np.log10(_0)",   lambda x, out: 1.0 / (x * LN10), F.log10)
 defprim("sqrt",    1, "math.sqrt(_0)",   "np.sqrt(_0)",    lambda x, out: 0.5 / out, F.sqrt)
-defprim("cbrt",    1, "sg.cbrt(_0)",     "np.cbrt(_0)",    lambda x, out: 1.0 / (3.0 * out * out), F.cbrt)  # noqa: E501
+defprim("cbrt",    1, "sg.cbrt(_0)",     "np.cbrt(_0)",    lambda x, out: 1.0 / (3.0 * out * out), F.cbrt)
 defprim("square",  1, "_0 * _0",         "np.square(_0)",  lambda x, out: 2.0 * x, F.square)
-defprim("reciprocal", 1, "1.0 / _0",     "1.0 / _0",       lambda x, out: -out * out, F.reciprocal)  # noqa: E501
+defprim("reciprocal", 1, "1.0 / _0",     "1.0 / _0",       lambda x, out: -out * out, F.reciprocal)
 defprim("abs",     1, "abs(_0)",         "np.abs(_0)",     lambda x, out: sign(x), F.abs)
-defprim("sigmoid", 1, "sg.sigmoid(_0)",  "sg.sigmoid(_0)", lambda x, out: out * (1.0 - out), F.sigmoid)  # noqa: E501
+defprim("sigmoid", 1, "sg.sigmoid(_0)",  "sg.sigmoid(_0)", lambda x, out: out * (1.0 - out), F.sigmoid)
 defprim("relu",    1, "sg.relu(_0)",     "np.maximum(_0, 0.0)", lambda x, out: step(x), F.relu)
-defprim("softplus", 1, "sg.softplus(_0)", "np.logaddexp(0.0, _0)", lambda x, out: sigmoid(x), F.softplus)  # noqa: E501
-defprim("erf",     1, "math.erf(_0)",    "sg.erf(_0)",     lambda x, out: TWO_OVER_SQRT_PI * exp(-(x * x)), F.erf)  # noqa: E501
-defprim("arctan2", 2, "math.atan2(_0, _1)", "np.arctan2(_0, _1)", lambda y, x, out: (x / (x * x + y * y), -y / (x * x + y * y)), F.arctan2)  # noqa: E501
-defprim("hypot",   2, "math.hypot(_0, _1)", "np.hypot(_0, _1)", lambda x, y, out: (x / out, y / out), F.hypot, commutative=True)  # noqa: E501
-defprim("maximum", 2, "sg.maximum(_0, _1)", "np.maximum(_0, _1)", lambda x, y, out: (tie(x, y), tie(y, x)), F.maximum, commutative=True)  # noqa: E501
-defprim("minimum", 2, "sg.minimum(_0, _1)", "np.minimum(_0, _1)", lambda x, y, out: (tie(y, x), tie(x, y)), F.minimum, commutative=True)  # noqa: E501
+defprim("softplus", 1, "sg.softplus(_0)", "np.logaddexp(0.0, _0)", lambda x, out: sigmoid(x), F.softplus)
+defprim("erf",     1, "math.erf(_0)",    "sg.erf(_0)",     lambda x, out: TWO_OVER_SQRT_PI * exp(-(x * x)), F.erf)
+defprim("arctan2", 2, "math.atan2(_0, _1)", "np.arctan2(_0, _1)", lambda y, x, out: (x / (x * x + y * y), -y / (x * x + y * y)), F.arctan2)
+defprim("hypot",   2, "math.hypot(_0, _1)", "np.hypot(_0, _1)", lambda x, y, out: (x / out, y / out), F.hypot, commutative=True)
+defprim("maximum", 2, "sg.maximum(_0, _1)", "np.maximum(_0, _1)", lambda x, y, out: (tie(x, y), tie(y, x)), F.maximum, commutative=True)
+defprim("minimum", 2, "sg.minimum(_0, _1)", "np.minimum(_0, _1)", lambda x, y, out: (tie(y, x), tie(x, y)), F.minimum, commutative=True)
 
 # --- piecewise-constant helpers: used by partials above, no gradient of their own ----------------
 defprim("sign",  1, "sg.sign(_0)",  "np.sign(_0)", None, np.sign)

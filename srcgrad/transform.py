@@ -9,6 +9,7 @@ calling ``grad(f)`` inside a loop, reuses the compiled code.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 from collections import namedtuple
@@ -86,10 +87,8 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...]) -> Transform:
     view = FunctionGraph(graph, lowered.output, adjoints.grads, list(wrt), first_adjoint_id,
                          parsed.name)
     transform = Transform(generated.function, generated, view)
-    try:
+    with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
         _CACHE.setdefault(parsed.fn, {})[wrt] = transform
-    except TypeError:  # not weak-referenceable: simply not cached
-        pass
     return transform
 
 
@@ -100,7 +99,7 @@ def _cached(fn: Any, wrt: tuple[str, ...]) -> Transform | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grads_type(function_name: str, wrt: tuple[str, ...]) -> type:
     return namedtuple(f"{function_name}_grads", wrt, rename=True)
 

@@ -1,0 +1,247 @@
+"""Every way a function can be rejected, and that each rejection says where and what to do."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+
+import srcgrad
+from srcgrad import MissingDerivativeError, SourceUnavailableError, TransformError, grad
+from srcgrad.functions import sin
+
+NAME = "a string"  # a global of the wrong kind
+
+
+def transform(fn, *args):
+    """Decorate and call: errors may come at decoration (syntax) or first call (names)."""
+    return grad(fn)(*(args or (1.0,) * len(inspect.signature(fn).parameters)))
+
+
+def line_of(fn, text):
+    """The file line number of the first line of ``fn`` containing ``text``."""
+    lines, first = inspect.getsourcelines(fn)
+    for offset, line in enumerate(lines):
+        if text in line:
+            return first + offset
+    raise AssertionError(f"{text!r} not in {fn.__name__}")
+
+
+def check_error(fn, cls, line_text, *phrases, args=()):
+    """``fn`` is rejected with ``cls``, pointing at the line containing ``line_text``."""
+    with pytest.raises(cls) as info:
+        transform(fn, *args)
+    error = info.value
+    assert error.filename == __file__
+    assert error.lineno == line_of(fn, line_text)
+    message = str(error)
+    assert f'File "{__file__}", line {error.lineno}' in message
+    assert line_text in message  # the offending line is quoted
+    assert "^" in message  # with a caret under the construct
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} not in:\n{message}"
+    return error
+
+
+def uses_with(a):
+    with open(__file__):
+        b = a
+    return b
+
+
+def uses_try(a):
+    try:
+        b = a
+    except ValueError:
+        b = 0
+    return b
+
+
+def uses_yield(a):
+    yield a
+
+
+def uses_global(a):
+    global NAME
+    return a
+
+
+def uses_del(a):
+    b = a
+    del b
+    return a
+
+
+def uses_if(a):
+    if a > 0:
+        a = -a
+    return a
+
+
+def uses_for(a):
+    for _ in range(3):
+        a = a * 2
+    return a
+
+
+def uses_floordiv(a):
+    return a // 2
+
+
+def uses_matmul(a):
+    return a @ a
+
+
+def uses_compare(a):
+    return a > 1
+
+
+def uses_subscript(a):
+    return a[0]
+
+
+def return_not_last(a):
+    return a
+    b = a  # noqa: F841 - unreachable on purpose
+
+
+def no_return(a):
+    b = a  # noqa: F841
+
+
+def star_args(*a):
+    return a
+
+
+def unpack_other(a):
+    b, c = a
+    return b
+
+
+def keyword_to_primitive(a):
+    return np.power(a, 2, dtype=np.float64)
+
+
+def undefined_name(a):
+    return a * NOT_DEFINED_ANYWHERE  # noqa: F821
+
+
+def string_global(a):
+    return a * NAME
+
+
+def attribute_of_value(a):
+    return a.T
+
+
+def string_constant(a):
+    return a * "x"
+
+
+def opaque(x):
+    return x + 1
+
+
+def calls_without_derivative(a):
+    b = 2 * a
+    return opaque(b)
+
+
+@grad
+def inner(a):
+    return a * a
+
+
+def calls_decorated(a):
+    return inner(a)
+
+
+@pytest.mark.parametrize(
+    ("fn", "line_text", "phrases"),
+    [
+        (uses_with, "with open", ["`with` statement", "Move the `with` block"]),
+        (uses_try, "try:", ["`try` statement"]),
+        (uses_global, "global NAME", ["`global` declaration"]),
+        (uses_del, "del b", ["`del` statement"]),
+        (uses_if, "if a > 0", ["`if` statement", "maximum/minimum"]),
+        (uses_for, "for _ in", ["`for` loop", "array operations"]),
+        (uses_floordiv, "a // 2", ["operator `//`"]),
+        (uses_matmul, "a @ a", ["operator `@`"]),
+        (uses_compare, "a > 1", ["comparison"]),
+        (uses_subscript, "a[0]", ["indexing"]),
+        (return_not_last, "return a", ["must be the last statement"]),
+        (no_return, "def no_return", ["must end with `return"]),
+        (star_args, "def star_args", ["`*a`"]),
+        (unpack_other, "b, c = a", ["Tuple unpacking needs a tuple"]),
+        (string_constant, '"x"', ["not a real number"]),
+    ],
+)
+def test_unsupported_syntax_is_reported_at_decoration(fn, line_text, phrases):
+    with pytest.raises(TransformError) as info:
+        grad(fn)  # no call needed: checked when decorated
+    assert info.value.lineno == line_of(fn, line_text)
+    check_error(fn, TransformError, line_text, *phrases)
+
+
+def test_yield_is_reported():
+    check_error(uses_yield, TransformError, "yield a", "`yield`", "generators")
+
+
+@pytest.mark.parametrize(
+    ("fn", "line_text", "phrases"),
+    [
+        (keyword_to_primitive, "dtype=np.float64", ["Keyword arguments to `np.power`"]),
+        (undefined_name, "NOT_DEFINED_ANYWHERE", ["`NOT_DEFINED_ANYWHERE` is not defined"]),
+        (string_global, "a * NAME", ["`NAME` is a str"]),
+        (attribute_of_value, "a.T", ["Attributes of values"]),
+        (calls_decorated, "inner(a)", ["decorated with @srcgrad.grad", "__wrapped__"]),
+    ],
+)
+def test_name_and_call_errors_are_reported_at_first_call(fn, line_text, phrases):
+    check_error(fn, TransformError, line_text, *phrases)
+
+
+def test_missing_derivative_names_the_function_and_both_fixes():
+    error = check_error(calls_without_derivative, MissingDerivativeError, "opaque(b)",
+                        "no derivative for `opaque`", "opaque_derive", "srcgrad.register(opaque")
+    assert isinstance(error, TransformError)
+    assert error.col is not None
+
+
+def test_source_unavailable_for_exec_defined_function():
+    namespace: dict = {}
+    exec("def made(a):\n    return a * 2\n", namespace)
+    with pytest.raises(SourceUnavailableError) as info:
+        grad(namespace["made"])
+    message = str(info.value)
+    assert "cannot read the source of 'made'" in message
+    assert "made_derive" in message and "srcgrad.register" in message
+
+
+def test_source_unavailable_for_builtin():
+    with pytest.raises(SourceUnavailableError, match="not a Python function") as info:
+        grad(math.sin)
+    assert "sin_derive" in str(info.value)
+
+
+def test_wrong_arity_for_a_primitive():
+    def too_many(a):
+        return sin(a, a)
+
+    check_error(too_many, TransformError, "sin(a, a)", "takes 1 argument(s)")
+
+
+def test_errors_are_not_raw_internal_exceptions():
+    # A selection of broken inputs: every one must surface as TransformError, never KeyError etc.
+    for fn in (uses_with, calls_without_derivative, undefined_name, attribute_of_value):
+        with pytest.raises(TransformError):
+            transform(fn)
+
+
+def test_register_rejects_non_callables():
+    with pytest.raises(TypeError, match="not callable"):
+        srcgrad.register(3, lambda x: x)
+    with pytest.raises(TypeError, match="must be callable"):
+        srcgrad.register(opaque, 3)
