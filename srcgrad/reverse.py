@@ -45,20 +45,22 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
     shapes = _shape_classes(forward) if broadcasting else {}
 
     contributions: dict[int, list[Node]] = {output.id: [graph.const(1.0)]}
+    user_lines: dict[int, list[int | None]] = {output.id: [output.lineno]}
     adjoints: dict[int, Node] = {}  # forward node id -> its adjoint
     adjoint_of: dict[int, Node] = {}
     for node in reversed(forward):
         terms = contributions.get(node.id)
         if node.id not in active or not terms:
             continue
-        # A parameter's adjoint is summed where its last use is; other nodes' on their own line.
-        lines = [t.lineno for t in terms if t.lineno is not None]
-        graph.lineno = min(lines, default=node.lineno) if node.is_leaf else node.lineno
+        # An adjoint is complete at the earliest line that uses the node: attribute it there.
+        graph.lineno = min((line for line in user_lines.get(node.id, ()) if line is not None),
+                           default=node.lineno)
         adjoint = graph.add_all(terms)
         adjoints[node.id] = adjoint
         adjoint_of.setdefault(adjoint.id, node)
         if node.is_leaf:
             continue
+        graph.lineno = node.lineno
         for arg, partial in zip(node.args, _partials(graph, node), strict=True):
             if arg.id not in active or partial is None:
                 continue
@@ -66,6 +68,7 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
             if broadcasting and len(node.args) > 1 and not shapes[node.id] <= shapes[arg.id]:
                 term = graph.apply("sum_to", term, arg, node)
             contributions.setdefault(arg.id, []).append(term)
+            user_lines.setdefault(arg.id, []).append(node.lineno)
     grads = [adjoints.get(node.id) for node in wrt]
     return Adjoints(grads, adjoint_of)
 

@@ -224,7 +224,7 @@ _alias("arcsinh", math.asinh, getattr(np, "asinh", None))
 _alias("arccosh", math.acosh, getattr(np, "acosh", None))
 _alias("arctanh", math.atanh, getattr(np, "atanh", None))
 _alias("arctan2", math.atan2, getattr(np, "atan2", None))
-for _name in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "exp", "expm1", "log1p", "log2",
+for _name in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "log2",
               "log10", "sqrt", "erf", "hypot", "cbrt", "exp2"):  # fmt: skip
     _alias(_name, getattr(math, _name, None))
 _alias("sign", np.sign)
