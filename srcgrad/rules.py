@@ -310,3 +310,56 @@ def derivative_for(fn: Callable[..., Any], caller_globals: Mapping[str, Any]) ->
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
     candidate = getattr(module, derive_name, None) if module else None
     return candidate if callable(candidate) else None
+
+
+# --- the table as documentation -------------------------------------------------------------------
+def _formula(node: Node, names: dict[int, str]) -> str:
+    """A node of a small partials graph as an infix formula (for docs/functions.md)."""
+    if node.id in names:
+        return names[node.id]
+    if node.is_const:
+        return repr(node.value)
+    args = [_formula(a, names) for a in node.args]
+    infix = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
+    if node.op in infix:
+        return f"({args[0]} {infix[node.op]} {args[1]})"
+    if node.op == "neg":
+        return f"-{args[0]}"
+    return f"{node.op}({', '.join(args)})"
+
+
+def derivative_table() -> list[tuple[str, list[str], list[str]]]:
+    """(primitive, Python callables that mean it, one partial formula per argument) rows."""
+    from .graph import Graph
+
+    spellings: dict[str, list[str]] = {}
+    for obj, name in _BY_OBJECT.items():
+        module = getattr(obj, "__module__", None) or ("numpy" if isinstance(obj, np.ufunc) else "")
+        module = {"srcgrad.functions": "srcgrad.functions", "math": "math", "builtins": "builtins",
+                  "_operator": "operator"}.get(module, "numpy" if "numpy" in module else module)
+        spellings.setdefault(name, []).append(f"{module}.{getattr(obj, '__name__', obj)}")
+    rows = []
+    for name in primitive_names():
+        primitive = PRIMITIVES[name]
+        graph = Graph(OPS)
+        args = [graph.param(v) for v in ("x", "y")[: primitive.arity]]
+        out = graph.apply(name, *args)
+        labels = {a.id: a.hint for a in args}
+        labels[out.id] = "out"
+        partials = primitive.partials(*args, out)
+        if not isinstance(partials, tuple):
+            partials = (partials,)
+        formulas = [_formula(graph.lift(p), labels) for p in partials]
+        rows.append((name, sorted(set(spellings.get(name, []))), formulas))
+    return rows
+
+
+def markdown_table() -> str:
+    """docs/functions.md's table, generated from the registry so that it cannot drift."""
+    lines = ["| primitive | Python spellings | partial derivatives (`out` is the result) |",
+             "|---|---|---|"]
+    for name, spellings, formulas in derivative_table():
+        args = ("x", "y")[: len(formulas)]
+        partial_text = "; ".join(f"∂/∂{a} = `{f}`" for a, f in zip(args, formulas, strict=True))
+        lines.append(f"| `{name}` | {', '.join(f'`{s}`' for s in spellings)} | {partial_text} |")
+    return "\n".join(lines) + "\n"
