@@ -114,7 +114,7 @@ class _Emitter:
         taken = set(self.param_names) | set(lowered.live_globals) | set(lowered.bound)
         hints = {n.hint for n in lowered.graph.nodes if n.hint}
         self.helpers: dict[str, str] = {}
-        for helper in (*_TEMPLATE_MODULES, "SCALARS", "Grads"):
+        for helper in (*_TEMPLATE_MODULES, "SCALARS", "Grads", "tuple_new"):
             self.helpers[helper] = _fresh(helper, taken | hints)
             taken.add(self.helpers[helper])
         self.reserved = taken  # names no statement may take
@@ -129,6 +129,7 @@ class _Emitter:
             self.helpers["sg"]: runtime,
             self.helpers["SCALARS"]: runtime.SCALARS,
             self.helpers["Grads"]: grads_type,
+            self.helpers["tuple_new"]: tuple.__new__,
         }
         bindings.update(self.lowered.bound)
         signature, default_bindings = self._signature(fn)
@@ -159,7 +160,9 @@ class _Emitter:
             out.append("                # Fast path: Python floats and the math module.")
             out += self._body(scalar=True, indent=" " * 16)
             out.append(f"            except {_FALLBACK}:")
-            out.append("                pass  # math refused an input: NumPy below gives inf/nan")
+            out.append("                # math refused an input: redo as NumPy scalars (inf/nan)")
+            for param in self.param_names:
+                out.append(f"                {param} = {self.helpers['np']}.float64({param})")
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
         for param in self.param_names:
             differentiated = param in self.wrt
@@ -426,5 +429,9 @@ class _Path:
                 call_args.append(ast.Constant(True))  # never hand back the caller's own array
             grads.append(ast.Call(ast.Attribute(ast.Name(sg, ast.Load()), "grad_like", ast.Load()),
                                   call_args, []))
-        grads_call = ast.Call(ast.Name(self.helpers["Grads"], ast.Load()), grads, [])
+        # `tuple_new(Grads, (...))` (tuple.__new__) builds the namedtuple without its
+        # Python-level __new__, which costs more than the whole derivative of a small function.
+        grads_call = ast.Call(ast.Name(self.helpers["tuple_new"], ast.Load()),
+                              [ast.Name(self.helpers["Grads"], ast.Load()),
+                               ast.Tuple(grads, ast.Load())], [])
         return ast.Tuple([self.expr(self.output), grads_call], ast.Load())

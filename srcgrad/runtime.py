@@ -80,10 +80,9 @@ def as_array(value: Any, parameter: str, function: str, differentiated: bool) ->
             return value
         if value.dtype.kind in "iub":
             return value.astype(np.float64) if differentiated else value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return np.float64(value)  # NumPy scalar semantics: 1 / 0.0 is inf, not an exception
-    elif isinstance(value, (np.integer, np.floating)):
-        return value
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, bool):
+        return value  # a Python float stays weakly typed: float32 arrays stay float32
     elif isinstance(value, (list, tuple)):
         try:
             return as_array(np.asarray(value, dtype=np.float64), parameter, function,
