@@ -84,7 +84,9 @@ class _Substitute(ast.NodeTransformer):
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
         if node.id.startswith("_") and node.id[1:].isdigit():
-            return copy.deepcopy(self.args[int(node.id[1:])])
+            # Shared, not copied: the tree is only printed. A template that repeats a
+            # placeholder gets a name or constant there (see `_needs_names`), never a subtree.
+            return self.args[int(node.id[1:])]
         if node.id in self.modules:
             return ast.Name(self.modules[node.id], ast.Load())
         return node
