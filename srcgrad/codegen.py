@@ -228,6 +228,14 @@ _FALLBACK = "(ArithmeticError, ValueError)"
 _INFIX = {"add": "plus", "sub": "minus", "mul": "times", "div": "over", "pow": "pow"}
 
 
+def _variadic_template(op: str, callee: str, count: int) -> str:
+    """Templates of calls whose argument count varies: concatenate, stack, einsum, helpers."""
+    if op in ("concatenate", "stack"):  # args: axis, *arrays
+        arrays = ", ".join(f"_{i}" for i in range(1, count))
+        return f"{callee}(({arrays}{',' if count == 2 else ''}), axis=_0)"
+    return f"{callee}({', '.join(f'_{i}' for i in range(count))})"
+
+
 def _may_alias_input(node: Node) -> bool:
     """Whether ``node``'s value may be an array the caller owns (an input, or a user's result)."""
     while node.op == "sum_to":  # sum_to returns its argument unchanged when shapes agree
@@ -289,7 +297,7 @@ class _Path:
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
         """The node that computes ``node`` on this path (``sum_to`` is the identity on floats)."""
-        while self.scalar and node.op == "sum_to":
+        while self.scalar and node.op in ("sum_to", "expand_to"):
             node = node.args[0]
         return node
 
@@ -373,7 +381,12 @@ class _Path:
         if node.op in ("call", "item") or node.is_leaf:
             return None
         primitive = rules.PRIMITIVES[node.op]
-        return primitive.scalar_template(self.args_of(node)) if self.scalar else primitive.array
+        text = primitive.scalar_template(self.args_of(node)) if self.scalar else primitive.array
+        if text == "<attrs>":  # indexing and pass-through calls carry their own template
+            return node.attrs[0]
+        if text.endswith("(*)"):  # a variable number of arguments
+            return _variadic_template(node.op, text[:-3], len(node.args))
+        return text
 
     # -- expressions -----------------------------------------------------------------------------
     def expr(self, node: Node) -> ast.expr:
@@ -393,7 +406,15 @@ class _Path:
             return ast.Call(ast.Name(node.attrs[0].name, ast.Load()), args, [])
         template, _ = _template(self._template_text(node))
         modules = {m: self.helpers[m] for m in _TEMPLATE_MODULES}
-        return _Substitute(args, modules).visit(copy.deepcopy(template))
+        expr = _Substitute(args, modules).visit(copy.deepcopy(template))
+        primitive = rules.PRIMITIVES[node.op]
+        if isinstance(expr, ast.Call) and primitive.signature:  # drop `axis=None` and the like
+            defaults = {p.name: p.default for p in primitive.signature}
+            expr.keywords = [k for k in expr.keywords if not (
+                isinstance(k.value, ast.Constant) and k.arg in defaults
+                and type(k.value.value) is type(defaults[k.arg])
+                and k.value.value == defaults[k.arg])]
+        return expr
 
     def statement(self, node: Node) -> ast.stmt:
         items = sorted((n for n in self.items.values() if n.args[0].id == node.id),

@@ -39,8 +39,7 @@ class OpSpec(Protocol):
 
     name: str
     commutative: bool
-
-    def fold(self, *values: Any) -> Any: ...
+    fold: Callable[..., Any] | None  # evaluates the operation on constants; None: never folded
 
 
 class Node:
@@ -263,6 +262,8 @@ def _dot_escape(text: str) -> str:
 
 def _try_fold(spec: OpSpec, values: list[Any]) -> Any:
     """``spec`` evaluated on constant ``values``, or None when that is not a plain number."""
+    if spec.fold is None or not all(_is_number(v) for v in values):
+        return None
     try:
         result = spec.fold(*values)
     except (ArithmeticError, ValueError, TypeError):
@@ -272,6 +273,10 @@ def _try_fold(spec: OpSpec, values: list[Any]) -> Any:
     if isinstance(result, float) and not math.isfinite(result):
         return None
     return result
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_const(node: Node, value: float) -> bool:

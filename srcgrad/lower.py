@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import rules
+from . import array_rules, rules
 from .errors import MissingDerivativeError
 from .graph import Graph, Node
 from .parse import Assign, ParsedFunction
@@ -33,6 +33,19 @@ class _Static:
     """A value known at build time that is not a number: a module, a function, a class."""
 
     value: Any
+
+
+@dataclass(frozen=True)
+class _Method:
+    """``x.sum`` before it is called: an array method bound to a value."""
+
+    target: Node
+    name: str
+
+
+_COMPARE = {ast.Gt: "greater", ast.GtE: "greater_equal", ast.Lt: "less", ast.LtE: "less_equal",
+            ast.Eq: "equal", ast.NotEq: "not_equal"}
+_SEQUENCES = (ast.Tuple, ast.List)
 
 
 @dataclass
@@ -126,6 +139,9 @@ class _Lowering:
         return result
 
     def _Constant(self, node: ast.Constant) -> Node:
+        if not isinstance(node.value, (int, float)) or isinstance(node.value, bool):
+            raise self.parsed.error(f"The constant {node.value!r} is not a real number; srcgrad "
+                                    "computes with ints and floats.", node)
         return self.graph.const(node.value)
 
     def _Name(self, node: ast.Name) -> Node | _Static:
@@ -143,18 +159,36 @@ class _Lowering:
             "closure, its module's globals and the builtins when it built the gradient at the "
             "first call). Define it before the first call.", node)
 
-    def _Attribute(self, node: ast.Attribute) -> Node | _Static:
+    def _Attribute(self, node: ast.Attribute) -> Node | _Static | _Method:
         base = self.expr(node.value)
+        if isinstance(base, _Method):
+            raise self.parsed.error(f"`{ast.unparse(node)}` is not supported.", node)
         if isinstance(base, Node):
-            raise self.parsed.error(
-                f"Attributes of values (`.{node.attr}`) are not supported yet; only attributes "
-                "of modules such as `np.sin` or `math.pi`.", node)
+            return self.value_attribute(base, node)
         try:
             value = getattr(base.value, node.attr)
         except AttributeError:
             raise self.parsed.error(
                 f"{ast.unparse(node.value)} has no attribute `{node.attr}`.", node) from None
         return self.classify(value, ast.unparse(node), node, where="attribute")
+
+    def value_attribute(self, base: Node, node: ast.Attribute) -> Node | _Method:
+        """``x.T``, ``x.shape``, or a method such as ``x.sum``."""
+        if node.attr == "T":
+            return self.array_op("transpose", base, self.graph.const(None))
+        if node.attr in array_rules.VALUE_ATTRIBUTES:
+            return self.array_op("nondiff", base, attrs=(f"_0.{node.attr}",))
+        if node.attr in array_rules.METHODS:
+            return _Method(base, node.attr)
+        raise self.parsed.error(
+            f"The attribute `.{node.attr}` of a value is not supported; srcgrad knows `.T`, "
+            f"`.shape`, `.size`, `.ndim` and the methods "
+            f"{', '.join(sorted(array_rules.METHODS))}.", node)
+
+    def array_op(self, op: str, *args: Node, attrs: tuple = ()) -> Node:
+        """An array operation: the float fast path no longer applies."""
+        self.result.floats_only = False
+        return self.graph.apply(op, *args, attrs=attrs)
 
     def classify(self, value: Any, name: str, node: ast.AST, *, where: str) -> Node | _Static:
         """What a name or attribute holding ``value`` means in the graph."""
@@ -196,27 +230,38 @@ class _Lowering:
 
     def _BinOp(self, node: ast.BinOp) -> Node:
         op = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div",
-              ast.Pow: "pow"}[type(node.op)]
-        return self.graph.apply(op, self.value(node.left), self.value(node.right))
+              ast.Pow: "pow", ast.MatMult: "matmul"}[type(node.op)]
+        left, right = self.value(node.left), self.value(node.right)
+        if op == "matmul":
+            return self.array_op("matmul", left, right)
+        return self.graph.apply(op, left, right)
 
     def _Call(self, node: ast.Call) -> Node:
         callee = self.expr(node.func)
         label = ast.unparse(node.func)
+        if isinstance(callee, _Method):
+            return self.method_call(callee, node, label)
         if isinstance(callee, Node):
             raise self.parsed.error(f"`{label}` is a value, not a function; it cannot be called.",
                                     node)
         fn = callee.value
+        if _in(fn, array_rules.NONDIFFERENTIABLE):
+            return self.passthrough(fn, node, label)
+        primitive = rules.primitive_for(fn)
+        if primitive is not None and primitive.name in array_rules.VARIADIC:
+            return self.variadic(primitive, node, label)
+        if primitive is not None and primitive.signature is not None:
+            return self.bound_call(primitive, self.bind_arguments(primitive, node, label, []), node)
         args = [self.value(a) for a in node.args]
-        if fn in rules.IDENTITY and len(args) == 1 and not node.keywords:
+        if _in(fn, rules.IDENTITY) and len(args) == 1 and not node.keywords:
             return args[0]
-        if fn in rules.LOG_WITH_BASE and len(args) == 2 and not node.keywords:
+        if _in(fn, rules.LOG_WITH_BASE) and len(args) == 2 and not node.keywords:
             return self.graph.apply("div", self.graph.apply("log", args[0]),
                                     self.graph.apply("log", args[1]))
         if node.keywords:
             raise self.parsed.error(
-                f"Keyword arguments to `{label}` are not supported yet; pass them by position.",
+                f"Keyword arguments to `{label}` are not supported; pass them by position.",
                 node.keywords[0].value)
-        primitive = rules.primitive_for(fn)
         if primitive is not None:
             if len(args) != primitive.arity:
                 raise self.parsed.error(
@@ -224,6 +269,155 @@ class _Lowering:
                     f"{len(args)}.", node)
             return self.graph.apply(primitive.name, *args)
         return self.graph.apply("call", *args, attrs=(self.user_function(fn, label, node),))
+
+    def bound_call(self, primitive: rules.Primitive, args: list[Node], node: ast.AST) -> Node:
+        if primitive.elementwise:
+            return self.graph.apply(primitive.name, *args)
+        return self.array_op(primitive.name, *args)
+
+    def bind_arguments(self, primitive: rules.Primitive, node: ast.Call, label: str,
+             leading: list[Node]) -> list[Node]:
+        """Arguments of a call matched to ``primitive``'s signature, defaults filled in."""
+        signature = primitive.signature or ()
+        values: dict[str, Node] = {}
+        positional = [*leading, *(self.argument(a) for a in node.args)]
+        if len(positional) > len(signature):
+            raise self.parsed.error(
+                f"`{label}` takes at most {len(signature) - len(leading)} positional "
+                f"argument(s) here.", node)
+        for param, value in zip(signature, positional, strict=False):
+            values[param.name] = value
+        names = {p.name for p in signature}
+        for keyword in node.keywords:
+            name = {"newshape": "shape", "min": "a_min", "max": "a_max"}.get(keyword.arg,
+                                                                          keyword.arg)
+            if name not in names or name in values:
+                raise self.parsed.error(
+                    f"`{label}` does not take the keyword `{keyword.arg}` in differentiated "
+                    f"code (it takes {', '.join(p.name for p in signature[len(leading):])}).",
+                    keyword.value)
+            values[name] = self.argument(keyword.value)
+        args = []
+        for param in signature:
+            if param.name in values:
+                args.append(values[param.name])
+            elif param.default is NotImplemented:
+                raise self.parsed.error(f"`{label}` needs its argument `{param.name}`.", node)
+            else:
+                args.append(self.graph.const(param.default))
+        return args
+
+    def method_call(self, method: _Method, node: ast.Call, label: str) -> Node:
+        """``x.sum(axis=1)`` as ``np.sum(x, axis=1)``; ``x.reshape(2, 3)`` packs the shape."""
+        primitive = rules.PRIMITIVES[array_rules.METHODS[method.name]]
+        if method.name in ("reshape", "transpose") and len(node.args) > 1:
+            packed = ast.copy_location(ast.Tuple(list(node.args), ast.Load()), node.args[0])
+            node = ast.copy_location(ast.Call(node.func, [packed], node.keywords), node)
+        args = self.bind_arguments(primitive, node, label, [method.target])
+        return self.bound_call(primitive, args, node)
+
+    def variadic(self, primitive: rules.Primitive, node: ast.Call, label: str) -> Node:
+        """``np.concatenate([a, b], axis=0)``, ``np.stack``, ``np.einsum("ij,jk->ik", a, b)``."""
+        if primitive.name == "einsum":
+            if node.keywords or not node.args:
+                raise self.parsed.error("`einsum` takes a subscripts string and operands only.",
+                                        node)
+            subscripts = self.argument(node.args[0])
+            if not (subscripts.is_const and isinstance(subscripts.value, str)):
+                raise self.parsed.error("The einsum subscripts must be a string literal.", node)
+            operands = [self.value(a) for a in node.args[1:]]
+            return self.array_op("einsum", subscripts, *operands)
+        if len(node.args) != 1 or not isinstance(node.args[0], _SEQUENCES):
+            raise self.parsed.error(
+                f"`{label}` needs a literal list or tuple of arrays as its first argument, as "
+                f"in `{label}([a, b], axis=0)`.", node)
+        arrays = [self.value(a) for a in node.args[0].elts]
+        axis: Node = self.graph.const(0)
+        for keyword in node.keywords:
+            if keyword.arg != "axis":
+                raise self.parsed.error(f"`{label}` takes only `axis` here.", keyword.value)
+            axis = self.argument(keyword.value)
+        return self.array_op(primitive.name, axis, *arrays)
+
+    def passthrough(self, fn: Any, node: ast.Call, label: str) -> Node:
+        """A call with no gradient (``np.arange``, ``len``): emitted as written."""
+        args = [self.argument(a) for a in node.args]
+        keywords = [self.argument(k.value) for k in node.keywords]
+        spelling = label if self.spelled_globally(node.func, fn) else self.bind_name(
+            getattr(fn, "__name__", "function"), fn)
+        parts = [f"_{i}" for i in range(len(args))]
+        parts += [f"{k.arg}=_{len(args) + i}" for i, k in enumerate(node.keywords)]
+        template = f"{spelling}({', '.join(parts)})"
+        return self.array_op("nondiff", *args, *keywords, attrs=(template,))
+
+    def spelled_globally(self, func: ast.expr, fn: Any) -> bool:
+        """Whether the source spelling of ``fn`` resolves to it from the module's globals."""
+        root = func
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if not isinstance(root, ast.Name) or root.id in self.env or root.id in self.closure:
+            return False
+        return root.id in self.globals or hasattr(builtins, root.id)
+
+    def argument(self, node: ast.expr) -> Node:
+        """A call argument: a value, or a constant such as ``None``, ``"ij->i"``, ``(0, 1)``."""
+        if isinstance(node, ast.Constant):
+            return self.graph.const(node.value)
+        if isinstance(node, _SEQUENCES):
+            items = [self.argument(e) for e in node.elts]
+            if all(i.is_const for i in items):
+                return self.graph.const(tuple(i.value for i in items))
+            placeholders = ", ".join(f"_{i}" for i in range(len(items)))
+            return self.array_op("nondiff", *items,
+                                 attrs=(f"({placeholders}{',' if len(items) == 1 else ''})",))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(
+                node.operand, ast.Constant):
+            return self.graph.const(-node.operand.value)
+        return self.value(node)
+
+    def _Subscript(self, node: ast.Subscript) -> Node:
+        base = self.value(node.value)
+        parts: list[Node] = []
+
+        def placeholder(expr: ast.expr) -> ast.expr:
+            if isinstance(expr, ast.Constant) and (expr.value is None or isinstance(
+                    expr.value, int)):
+                return expr
+            if isinstance(expr, ast.UnaryOp) and isinstance(expr.operand, ast.Constant):
+                return expr
+            parts.append(self.value(expr))
+            return ast.Name(f"_{len(parts)}", ast.Load())
+
+        def convert(expr: ast.expr) -> tuple[ast.expr, ast.expr]:
+            """(the subscript as written, the index as an object) with values as `_k`."""
+            if isinstance(expr, ast.Slice):
+                bounds = [placeholder(b) if b is not None else None
+                          for b in (expr.lower, expr.upper, expr.step)]
+                written = ast.Slice(*bounds)
+                as_object = ast.Call(ast.Name("slice", ast.Load()),
+                                     [b if b is not None else ast.Constant(None) for b in bounds],
+                                     [])
+                return written, as_object
+            if isinstance(expr, ast.Tuple):
+                pairs = [convert(e) for e in expr.elts]
+                return (ast.Tuple([w for w, _ in pairs], ast.Load()),
+                        ast.Tuple([o for _, o in pairs], ast.Load()))
+            if isinstance(expr, ast.Constant) and expr.value is Ellipsis:
+                return expr, expr
+            value = placeholder(expr)
+            return value, value
+
+        written, as_object = convert(node.slice)
+        forward = ast.unparse(ast.Subscript(ast.Name("_0", ast.Load()), written, ast.Load()))
+        index = ast.unparse(_shift_placeholders(as_object, -1))
+        return self.array_op("getitem", base, *parts, attrs=(forward, index))
+
+    def _Compare(self, node: ast.Compare) -> Node:
+        if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
+            raise self.parsed.error("Only single comparisons (`a < b`) are supported; they "
+                                    "make masks, with no gradient.", node)
+        return self.graph.apply(_COMPARE[type(node.ops[0])], self.value(node.left),
+                                self.value(node.comparators[0]))
 
     def user_function(self, fn: Any, label: str, node: ast.AST) -> rules.UserFunction:
         """``fn`` with its derivative, ready to be called from generated code."""
@@ -249,6 +443,22 @@ class _Lowering:
         user = rules.UserFunction(fn, self.bind_name(name, fn), derivative)
         self._user_functions[id(fn)] = user
         return user
+
+
+def _in(obj: Any, collection: Any) -> bool:
+    """``obj in collection`` for objects that may be unhashable or compare oddly (arrays)."""
+    try:
+        return obj in collection
+    except TypeError:
+        return False
+
+
+def _shift_placeholders(expr: ast.expr, offset: int) -> ast.expr:
+    """``expr`` with every placeholder ``_k`` renamed ``_{k + offset}``."""
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Name) and node.id.startswith("_") and node.id[1:].isdigit():
+            node.id = f"_{int(node.id[1:]) + offset}"
+    return expr
 
 
 def _describe(value: Any) -> str:

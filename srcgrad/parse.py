@@ -64,27 +64,20 @@ _UNSUPPORTED_EXPRESSIONS: dict[type, tuple[str, str]] = {
     ast.Lambda: ("a `lambda`", "Define the function at module level with a `_derive`."),
     ast.IfExp: ("a conditional expression `a if c else b`", "Control flow is not supported yet; "
                 "use srcgrad.functions.maximum/minimum/relu/abs."),
-    ast.Compare: ("a comparison", "Comparisons (and the branches they feed) are not supported "
-                  "yet."),
     ast.BoolOp: ("`and`/`or`", "Boolean logic is not supported yet."),
     ast.ListComp: ("a list comprehension", "Comprehensions are not supported yet; use arrays."),
     ast.SetComp: ("a set comprehension", "Comprehensions are not supported yet."),
     ast.DictComp: ("a dict comprehension", "Comprehensions are not supported yet."),
     ast.GeneratorExp: ("a generator expression", "Comprehensions are not supported yet."),
-    ast.Subscript: ("indexing `x[...]`", "Indexing is not supported yet; pass the elements as "
-                    "separate arguments."),
     ast.Starred: ("`*` unpacking", "Pass arguments explicitly."),
     ast.NamedExpr: ("an assignment expression `:=`", "Assign on its own line."),
     ast.JoinedStr: ("an f-string", "Strings are not numbers; compute numbers only."),
-    ast.Dict: ("a dict literal", "Return one number or array."),
     ast.Set: ("a set literal", "Return one number or array."),
-    ast.List: ("a list literal", "Return one number or array."),
-    ast.Tuple: ("a tuple", "Return one number or array; tuples appear only in `a, b = x, y`."),
-    ast.Slice: ("a slice", "Indexing is not supported yet."),
 }
 
 _BINARY_OPERATORS: dict[type, str] = {
     ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow",
+    ast.MatMult: "matmul",
 }  # fmt: skip
 _OPERATOR_SYMBOLS: dict[type, str] = {
     ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
@@ -261,6 +254,10 @@ def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign
             if stmt.value is None:
                 raise parsed.error("`return` needs a value: the number or array to "
                                    "differentiate.", stmt)
+            if isinstance(stmt.value, (ast.Tuple, ast.List)):
+                raise parsed.error("Return one number or array: srcgrad differentiates a "
+                                   "single output (return a sum or pack values in an array).",
+                                   stmt.value)
             out.append(Return(_check_expr(parsed, stmt.value), lineno))
         elif isinstance(stmt, ast.Assign):
             out.append(_assignment(parsed, stmt))
@@ -335,16 +332,13 @@ def _check_expr(parsed: ParsedFunction, expr: ast.expr) -> ast.expr:
     for node in ast.walk(expr):
         if isinstance(node, ast.BinOp) and type(node.op) not in _BINARY_OPERATORS:
             symbol = _OPERATOR_SYMBOLS.get(type(node.op), type(node.op).__name__)
-            hint = " (matrix products arrive with array support)" if symbol == "@" else ""
-            raise parsed.error(f"The operator `{symbol}` is not supported{hint}; srcgrad "
-                               "differentiates + - * / and **.", node)
+            raise parsed.error(f"The operator `{symbol}` is not supported; srcgrad "
+                               "differentiates + - * / ** and @.", node)
         if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.USub, ast.UAdd)):
             symbol = _OPERATOR_SYMBOLS.get(type(node.op), type(node.op).__name__)
             raise parsed.error(f"The operator `{symbol}` is not supported; srcgrad "
                                "differentiates unary - and +.", node)
-        if isinstance(node, ast.Constant) and (
-                isinstance(node.value, (bool, str, bytes, complex)) or node.value is None
-                or node.value is Ellipsis):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (bytes, complex)):
             raise parsed.error(f"The constant {node.value!r} is not a real number; srcgrad "
                                "computes with ints and floats.", node)
         if isinstance(node, ast.Call):

@@ -61,11 +61,20 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
         if node.is_leaf:
             continue
         graph.lineno = node.lineno
-        for arg, partial in zip(node.args, _partials(graph, node), strict=True):
-            if arg.id not in active or partial is None:
+        primitive = rules.PRIMITIVES[node.op]
+        if primitive.vjp is not None:  # array primitive: contributions come shaped already
+            if primitive.needs_full_adjoint:
+                adjoint = graph.apply("expand_to", adjoint, node)
+            terms_out = primitive.vjp(adjoint, *node.args, out=node)
+        else:
+            terms_out = tuple(
+                None if partial is None else graph.apply("mul", adjoint, partial)
+                for partial in _partials(graph, node))
+        for arg, term in zip(node.args, terms_out, strict=True):
+            if arg.id not in active or term is None:
                 continue
-            term = graph.apply("mul", adjoint, partial)
-            if broadcasting and len(node.args) > 1 and not shapes[node.id] <= shapes[arg.id]:
+            if (primitive.vjp is None and broadcasting and len(node.args) > 1
+                    and not shapes[node.id] <= shapes[arg.id]):
                 term = graph.apply("sum_to", term, arg, node)
             contributions.setdefault(arg.id, []).append(term)
             user_lines.setdefault(arg.id, []).append(node.lineno)
@@ -96,8 +105,13 @@ def _shape_classes(order: list[Node]) -> dict[int, frozenset[int]]:
     for node in order:
         if node.op == CONST:
             classes[node.id] = frozenset()
-        elif node.is_leaf:
-            classes[node.id] = frozenset({node.id})
+        elif node.is_leaf or not _elementwise(node):
+            classes[node.id] = frozenset({node.id})  # its shape is its own
         else:
             classes[node.id] = frozenset().union(*(classes[a.id] for a in node.args))
     return classes
+
+
+def _elementwise(node: Node) -> bool:
+    primitive = rules.PRIMITIVES.get(node.op)
+    return node.op == "call" or (primitive is not None and primitive.elementwise)

@@ -34,17 +34,34 @@ Partials = Callable[..., Any]
 
 
 @dataclass(frozen=True)
-class Primitive:
-    """One operation the graph may contain, with its code and its derivative."""
+class Param:
+    """A parameter of an array primitive's Python signature (for binding keyword arguments)."""
 
     name: str
-    arity: int
+    default: Any = NotImplemented  # NotImplemented: required
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One operation the graph may contain, with its code and its derivative.
+
+    Elementwise primitives give ``partials``; array primitives (reductions, products, shape
+    changes) give ``vjp``, which maps the adjoint of the result to one contribution per
+    argument, already shaped like that argument (None for arguments without a gradient).
+    """
+
+    name: str
+    arity: int  # -1: any number of arguments
     scalar: str  # expression template on Python floats
     array: str  # expression template on arrays
     partials: Partials | None  # (*args, out) -> partial or tuple of partials; None: zero gradient
     fold: Callable[..., Any] | None = None  # evaluates the op on constants at build time
     commutative: bool = False
     scalar_choice: Callable[[tuple[Node, ...]], str] | None = field(default=None, repr=False)
+    vjp: Callable[..., Any] | None = field(default=None, repr=False)
+    signature: tuple[Param, ...] | None = None  # array primitives: how calls bind arguments
+    elementwise: bool = True
+    needs_full_adjoint: bool = True  # vjp wants the adjoint at the result's full shape
 
     def scalar_template(self, args: tuple[Node, ...]) -> str:
         """The float-path template for these arguments (``x ** 2`` beats ``math.pow``)."""
@@ -52,7 +69,7 @@ class Primitive:
 
     @property
     def differentiable(self) -> bool:
-        return self.partials is not None
+        return self.partials is not None or self.vjp is not None
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -159,43 +176,20 @@ ENGINE_OPS = frozenset({"sum_to", "call", "item"})
 HELPER_OPS = frozenset({"sign", "step", "tie_weight"})
 
 
-def primitive_names() -> list[str]:
-    """Names of the built-in differentiable primitives (what the registry tests cover)."""
-    return [
-        name
-        for name, prim in PRIMITIVES.items()
-        if prim.differentiable and name not in ENGINE_OPS
-    ]
+def primitive_names(kind: str = "elementwise") -> list[str]:
+    """Names of the built-in differentiable primitives of one kind.
+
+    ``"elementwise"``: the functions of issue 2 (arithmetic, `srcgrad.functions`); ``"array"``:
+    reductions, products, shape changes, indexing and selection (`srcgrad.array_rules`).
+    """
+    from .array_rules import ARRAY_NAMES
+
+    return [name for name, prim in PRIMITIVES.items()
+            if prim.differentiable and name not in ENGINE_OPS
+            and (name in ARRAY_NAMES) == (kind == "array")]
 
 
-class OpSpecs(Mapping):
-    """The table as the graph sees it: name -> object with `name`, `commutative`, `fold`."""
-
-    def __getitem__(self, name: str) -> _Spec:
-        return _SPECS[name]
-
-    def __iter__(self):
-        return iter(_SPECS)
-
-    def __len__(self) -> int:
-        return len(_SPECS)
-
-
-@dataclass(frozen=True)
-class _Spec:
-    name: str
-    commutative: bool
-    fold: Callable[..., Any]
-
-
-def _no_fold(*values: Any) -> Any:
-    raise TypeError("not foldable")
-
-
-_SPECS = {
-    name: _Spec(name, prim.commutative, prim.fold or _no_fold) for name, prim in PRIMITIVES.items()
-}
-OPS = OpSpecs()
+OPS = PRIMITIVES  # the graph reads `name`, `commutative` and `fold` from each row
 
 # --- which Python objects are which primitive -----------------------------------------------------
 _BY_OBJECT: dict[Any, str] = {}
@@ -312,6 +306,9 @@ def derivative_for(fn: Callable[..., Any], caller_globals: Mapping[str, Any]) ->
     return candidate if callable(candidate) else None
 
 
+from . import array_rules  # noqa: E402, F401 - the array half of the table registers itself
+
+
 # --- the table as documentation -------------------------------------------------------------------
 def _formula(node: Node, names: dict[int, str]) -> str:
     """A node of a small partials graph as an infix formula (for docs/functions.md)."""
@@ -339,27 +336,53 @@ def derivative_table() -> list[tuple[str, list[str], list[str]]]:
                   "_operator": "operator"}.get(module, "numpy" if "numpy" in module else module)
         spellings.setdefault(name, []).append(f"{module}.{getattr(obj, '__name__', obj)}")
     rows = []
-    for name in primitive_names():
+    for name in [*primitive_names(), *primitive_names("array")]:
         primitive = PRIMITIVES[name]
         graph = Graph(OPS)
-        args = [graph.param(v) for v in ("x", "y")[: primitive.arity]]
+        names = _argument_names(primitive)
+        args = [graph.param(v) for v in names]
         out = graph.apply(name, *args)
         labels = {a.id: a.hint for a in args}
         labels[out.id] = "out"
-        partials = primitive.partials(*args, out)
-        if not isinstance(partials, tuple):
-            partials = (partials,)
-        formulas = [_formula(graph.lift(p), labels) for p in partials]
-        rows.append((name, sorted(set(spellings.get(name, []))), formulas))
+        if primitive.vjp is not None:
+            adjoint = graph.param("g")
+            labels[adjoint.id] = "g"
+            terms = primitive.vjp(adjoint, *args, out=out)
+            formulas = ["" if t is None else "vjp: " + _formula(graph.lift(t), labels)
+                        for t in terms]
+        else:
+            partials = primitive.partials(*args, out)
+            if not isinstance(partials, tuple):
+                partials = (partials,)
+            formulas = ["" if p is None else _formula(graph.lift(p), labels) for p in partials]
+        spelled = sorted(set(spellings.get(name, []))) or [_SPELLINGS.get(name, name)]
+        rows.append((name, spelled, list(zip(names, formulas, strict=True))))
     return rows
+
+
+_SPELLINGS = {"getitem": "x[index]"}
+
+
+def _argument_names(primitive: Primitive) -> list[str]:
+    if primitive.signature:
+        return [p.name for p in primitive.signature]
+    if primitive.name in ("einsum",):
+        return ["subscripts", "a", "b"]
+    if primitive.name in ("concatenate", "stack"):
+        return ["axis", "a", "b"]
+    if primitive.name == "getitem":
+        return ["x", "index"]
+    if primitive.name == "where":
+        return ["condition", "x", "y"]
+    return ["x", "y", "z"][: primitive.arity]
 
 
 def markdown_table() -> str:
     """docs/functions.md's table, generated from the registry so that it cannot drift."""
-    lines = ["| primitive | Python spellings | partial derivatives (`out` is the result) |",
+    lines = ["| primitive | Python spellings | derivative (`out` is the result, `g` its adjoint) |",
              "|---|---|---|"]
     for name, spellings, formulas in derivative_table():
-        args = ("x", "y")[: len(formulas)]
-        partial_text = "; ".join(f"∂/∂{a} = `{f}`" for a, f in zip(args, formulas, strict=True))
-        lines.append(f"| `{name}` | {', '.join(f'`{s}`' for s in spellings)} | {partial_text} |")
+        text = "; ".join(f"∂/∂{a} = `{f}`" if not f.startswith("vjp: ") else
+                         f"d{a} = `{f[5:]}`" for a, f in formulas if f)
+        lines.append(f"| `{name}` | {', '.join(f'`{s}`' for s in spellings)} | {text} |")
     return "\n".join(lines) + "\n"

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from .backward import *  # noqa: F403 - generated code calls the array backward helpers as sg.<name>
+from .backward import __all__ as _backward
 from .functions import *  # noqa: F403 - generated code reaches every function as sg.<name>
 from .functions import __all__ as _functions
 
-__all__ = [*_functions, "as_array", "grad_like", "sign", "step", "sum_to", "tie_weight",
+__all__ = [*_functions, *_backward, "as_array", "grad_like", "sign", "step", "sum_to", "tie_weight",
            "SCALARS"]  # fmt: skip
 
 SCALARS = (float, int)  # argument types that take the float fast path

@@ -21,8 +21,9 @@ K = 0.5
 def paths(fn):
     """The float-path and array-path statement lists of a generated function."""
     module = ast.parse(fn.raw_source)
-    inner = next(n for n in ast.walk(module)
-                 if isinstance(n, ast.FunctionDef) and n.name == fn.__name__)
+    inner = next(
+        n for n in ast.walk(module) if isinstance(n, ast.FunctionDef) and n.name == fn.__name__
+    )
     scalar_if = next((s for s in inner.body if isinstance(s, ast.If)), None)
     result = {"array": [s for s in inner.body if not isinstance(s, (ast.If, ast.Expr))]}
     if scalar_if is not None:
@@ -70,24 +71,31 @@ def assigned_and_loaded(statements):
     for stmt in statements:
         for node in ast.walk(stmt):
             if isinstance(node, ast.Name):
-                (assigned.append(node.id) if isinstance(node.ctx, ast.Store)
-                 else loaded.add(node.id))
+                (
+                    assigned.append(node.id)
+                    if isinstance(node.ctx, ast.Store)
+                    else loaded.add(node.id)
+                )
     return assigned, loaded
 
 
-@pytest.mark.parametrize("body", [
-    "c = sin(a) * b\n    d = c * c + tanh(c)\n    return d / (1 + b * b)",
-    "a, b = b, a\n    a += b\n    a *= a\n    return exp(a - b) + K * a",
-    "return sin(a) + 0.2 * sin(a * 5) + b",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "c = sin(a) * b\n    d = c * c + tanh(c)\n    return d / (1 + b * b)",
+        "a, b = b, a\n    a += b\n    a *= a\n    return exp(a - b) + K * a",
+        "return sin(a) + 0.2 * sin(a * 5) + b",
+    ],
+)
 def test_every_generated_statement_is_used(tmp_path, body):
     module = tmp_path / "mod_dead.py"
     module.write_text(
-        "from srcgrad.functions import sin, tanh, exp\nK = 0.5\n"
-        f"def f(a, b):\n    {body}\n")
+        f"from srcgrad.functions import sin, tanh, exp\nK = 0.5\ndef f(a, b):\n    {body}\n"
+    )
     sys.path.insert(0, str(tmp_path))
     try:
         import mod_dead
+
         f = grad(mod_dead.f)
         f(0.3, 0.4)
         for name, statements in paths(f).items():
@@ -156,8 +164,9 @@ def test_black_is_imported_only_when_source_is_read():
         "assert 'black' in sys.modules\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
     assert result.stdout.strip() == "ok", result.stderr
 
 

@@ -1,0 +1,170 @@
+"""Array primitives: reductions, products, shape changes, indexing, selection.
+
+The second half of the registry (`srcgrad.rules` holds the elementwise half and the machinery).
+Each array primitive gives a **vector-Jacobian product** (``vjp``): from the adjoint of its
+result, one contribution per argument, already shaped like that argument. The heavy lifting is
+in small NumPy functions in `srcgrad.backward`, each a primitive here too, so that the generated
+backward pass calls them by name. Broadcasting of elementwise operations is still handled by the
+engine (`sum_to`); nothing here sums over broadcast axes.
+
+Also here: selection (`np.where`, `np.clip`, comparisons as masks) and calls that pass through
+with a zero gradient (`np.arange`, `len`, `np.argmax`, `np.floor`, ...).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from .graph import Node
+from .rules import PRIMITIVES, Param, Primitive, _alias, _op
+
+_NO = NotImplemented  # a required parameter
+
+
+def defarray(name: str, signature: tuple[Param, ...], array: str, vjp: Any, *,
+             needs_full_adjoint: bool = True) -> None:
+    """Add an array primitive: a NumPy call template and its vector-Jacobian product."""
+    PRIMITIVES[name] = Primitive(
+        name, len(signature) if signature else -1, "", array, None, vjp=vjp,
+        signature=signature, elementwise=False, needs_full_adjoint=needs_full_adjoint)
+
+
+def defhelper(name: str, arity: int, template: str | None = None, *,
+              elementwise: bool = False) -> Any:
+    """A primitive without a gradient (a backward helper, a mask); returns its graph builder."""
+    if template is None:
+        template = f"sg.{name}({', '.join(f'_{i}' for i in range(arity))})"
+    PRIMITIVES[name] = Primitive(name, arity, template, template, None, elementwise=elementwise)
+    return _op(name)
+
+
+def P(name: str, default: Any = _NO) -> Param:
+    return Param(name, default)
+
+
+# Backward helpers (functions of srcgrad.backward, reached as sg.<name>).
+sum_backward = defhelper("sum_backward", 4)
+mean_backward = defhelper("mean_backward", 4)
+extreme_backward = defhelper("extreme_backward", 5)
+prod_backward = defhelper("prod_backward", 5)
+norm_backward = defhelper("norm_backward", 5)
+matmul_backward_a = defhelper("matmul_backward_a", 3)
+matmul_backward_b = defhelper("matmul_backward_b", 3)
+outer_backward_a = defhelper("outer_backward_a", 3)
+outer_backward_b = defhelper("outer_backward_b", 3)
+transpose_backward = defhelper("transpose_backward", 2)
+reshape_backward = defhelper("reshape_backward", 2)
+getitem_backward = defhelper("getitem_backward", 3)
+expand_to = defhelper("expand_to", 2)
+where_mask = defhelper("where_mask", 1, elementwise=True)
+clip_inside = defhelper("clip_inside", 3, elementwise=True)
+clip_below = defhelper("clip_below", 2, elementwise=True)
+clip_above = defhelper("clip_above", 2, elementwise=True)
+
+
+def _variadic(name: str, arity: int) -> Any:
+    """A builder for a helper whose argument count varies (einsum, concatenate, stack)."""
+
+    def build(*args: Any) -> Node:
+        graph = next(a.graph for a in args if isinstance(a, Node))
+        return graph.apply(name, *args)
+
+    PRIMITIVES.setdefault(name, Primitive(name, arity, "", f"sg.{name}(*)", None,
+                                          elementwise=False))
+    return build
+
+
+einsum_backward = _variadic("einsum_backward", -1)
+concatenate_backward = _variadic("concatenate_backward", -1)
+stack_backward = defhelper("stack_backward", 3)
+
+AXIS = (P("a"), P("axis", None), P("keepdims", False))
+
+# --- reductions ----------------------------------------------------------------------------------
+#        name    signature  NumPy template                             vjp (g, *args, out)
+defarray("sum",  AXIS, "np.sum(_0, axis=_1, keepdims=_2)",  lambda g, x, axis, keep, out: (sum_backward(g, x, axis, keep), None, None), needs_full_adjoint=False)
+defarray("mean", AXIS, "np.mean(_0, axis=_1, keepdims=_2)", lambda g, x, axis, keep, out: (mean_backward(g, x, axis, keep), None, None), needs_full_adjoint=False)
+defarray("max",  AXIS, "np.max(_0, axis=_1, keepdims=_2)",  lambda g, x, axis, keep, out: (extreme_backward(g, x, out, axis, keep), None, None), needs_full_adjoint=False)
+defarray("min",  AXIS, "np.min(_0, axis=_1, keepdims=_2)",  lambda g, x, axis, keep, out: (extreme_backward(g, x, out, axis, keep), None, None), needs_full_adjoint=False)
+defarray("prod", AXIS, "np.prod(_0, axis=_1, keepdims=_2)", lambda g, x, axis, keep, out: (prod_backward(g, x, out, axis, keep), None, None), needs_full_adjoint=False)
+defarray("norm", (P("x"), P("ord", None), P("axis", None), P("keepdims", False)), "np.linalg.norm(_0, ord=_1, axis=_2, keepdims=_3)",
+         lambda g, x, order, axis, keep, out: (norm_backward(g, x, out, axis, keep), None, None, None), needs_full_adjoint=False)
+
+# --- products ------------------------------------------------------------------------------------
+defarray("matmul", (P("a"), P("b")), "_0 @ _1",          lambda g, a, b, out: (matmul_backward_a(g, a, b), matmul_backward_b(g, a, b)))
+defarray("dot",    (P("a"), P("b")), "np.dot(_0, _1)",   lambda g, a, b, out: (matmul_backward_a(g, a, b), matmul_backward_b(g, a, b)))
+defarray("outer",  (P("a"), P("b")), "np.outer(_0, _1)", lambda g, a, b, out: (outer_backward_a(g, a, b), outer_backward_b(g, a, b)))
+defarray("einsum", (), "np.einsum(*)",
+         lambda g, subscripts, *ops, out: (None, *(einsum_backward(g, subscripts, i, *ops) for i in range(len(ops)))))
+
+# --- shape changes -------------------------------------------------------------------------------
+defarray("transpose",   (P("a"), P("axes", None)),   "np.transpose(_0, axes=_1)",  lambda g, x, axes, out: (transpose_backward(g, axes), None))
+defarray("reshape",     (P("a"), P("shape")),        "np.reshape(_0, _1)",         lambda g, x, shape, out: (reshape_backward(g, x), None))
+defarray("expand_dims", (P("a"), P("axis")),         "np.expand_dims(_0, _1)",     lambda g, x, axis, out: (reshape_backward(g, x), None))
+defarray("squeeze",     (P("a"), P("axis", None)),   "np.squeeze(_0, axis=_1)",    lambda g, x, axis, out: (reshape_backward(g, x), None))
+defarray("ravel",       (P("a"),),                   "np.ravel(_0)",               lambda g, x, out: (reshape_backward(g, x),))
+defarray("concatenate", (), "np.concatenate(*)",
+         lambda g, axis, *arrays, out: (None, *(concatenate_backward(g, axis, i, *arrays) for i in range(len(arrays)))))
+defarray("stack", (), "np.stack(*)",
+         lambda g, axis, *arrays, out: (None, *(stack_backward(g, axis, i) for i in range(len(arrays)))))
+
+# --- indexing: templates come from the node (attrs[0]); the index object from an `index` node ----
+PRIMITIVES["index"] = Primitive("index", -1, "<attrs>", "<attrs>", None, elementwise=False)
+defarray("getitem", (), "<attrs>",
+         lambda g, x, *parts, out: (getitem_backward(g, x, out.graph.apply("index", *parts, attrs=out.attrs[1:])), *(None,) * len(parts)))
+
+# --- selection: elementwise, so broadcasting is the engine's job ----------------------------------
+PRIMITIVES["where"] = Primitive("where", 3, "(_1 if _0 else _2)", "np.where(_0, _1, _2)",
+                                lambda c, x, y, out: (None, where_mask(c), 1.0 - where_mask(c)))
+PRIMITIVES["clip"] = Primitive("clip", 3, "np.clip(_0, _1, _2)", "np.clip(_0, _1, _2)",
+                               lambda x, lo, hi, out: (clip_inside(x, lo, hi), clip_below(x, lo), clip_above(x, hi)),
+                               signature=(P("a"), P("a_min", None), P("a_max", None)))
+_COMPARISONS = {"greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=",
+                "equal": "==", "not_equal": "!="}
+for _name, _symbol in _COMPARISONS.items():
+    PRIMITIVES[_name] = Primitive(_name, 2, f"_0 {_symbol} _1", f"_0 {_symbol} _1", None,
+                                  fold=getattr(operator, {"greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le", "equal": "eq", "not_equal": "ne"}[_name]))
+    _alias(_name, getattr(np, _name))
+
+# --- calls and attributes with no gradient (piecewise constant, or about shape only) -------------
+PRIMITIVES["nondiff"] = Primitive("nondiff", -1, "<attrs>", "<attrs>", None, elementwise=False)
+NONDIFFERENTIABLE = frozenset({
+    np.arange, np.zeros, np.ones, np.zeros_like, np.ones_like, np.full, np.full_like, np.eye,
+    np.linspace, np.argmax, np.argmin, np.argsort, np.floor, np.ceil, np.round, np.rint,
+    np.trunc, np.isnan, np.isfinite, np.isinf, np.logical_and, np.logical_or, np.logical_not,
+    np.shape, np.ndim, np.size, len, range,
+})
+VALUE_ATTRIBUTES = frozenset({"shape", "size", "ndim", "dtype"})  # `x.shape`: no gradient
+
+_alias("sum", np.sum)
+_alias("mean", np.mean)
+_alias("max", np.max, getattr(np, "amax", None))
+_alias("min", np.min, getattr(np, "amin", None))
+_alias("prod", np.prod)
+_alias("norm", np.linalg.norm)
+_alias("matmul", np.matmul, operator.matmul)
+_alias("dot", np.dot)
+_alias("outer", np.outer)
+_alias("einsum", np.einsum)
+_alias("transpose", np.transpose)
+_alias("reshape", np.reshape)
+_alias("expand_dims", np.expand_dims)
+_alias("squeeze", np.squeeze)
+_alias("ravel", np.ravel)
+_alias("concatenate", np.concatenate)
+_alias("stack", np.stack)
+_alias("where", np.where)
+_alias("clip", np.clip)
+
+# Methods of arrays: `x.sum(axis=1)` means `np.sum(x, axis=1)`.
+METHODS = {"sum": "sum", "mean": "mean", "max": "max", "min": "min", "prod": "prod",
+           "reshape": "reshape", "transpose": "transpose", "dot": "dot", "ravel": "ravel",
+           "squeeze": "squeeze", "clip": "clip", "flatten": "ravel"}
+ARRAY_NAMES = frozenset({"sum", "mean", "max", "min", "prod", "norm", "matmul", "dot", "outer",
+                         "einsum", "transpose", "reshape", "expand_dims", "squeeze", "ravel",
+                         "concatenate", "stack", "getitem", "where", "clip"})
+VARIADIC = frozenset({"einsum", "concatenate", "stack", "einsum_backward",
+                      "concatenate_backward"})
