@@ -167,6 +167,8 @@ class _Emitter:
                 out.append(f"                {param} = {self.helpers['np']}.float64({param})")
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
         for param in self.param_names:
+            if param in self.lowered.trees:
+                continue  # a tuple/list/dict of arrays: its elements are used as they are
             differentiated = param in self.wrt
             out.append(f"        {param} = {self.helpers['sg']}.as_array({param}, {param!r}, "
                        f"{parsed.name!r}, {differentiated})")
@@ -216,7 +218,7 @@ class _Emitter:
         return lines
 
     def _comment(self, node: Node) -> str | None:
-        if node.lineno is None:
+        if node.lineno is None or node.op == PARAM:
             return None
         text = self.parsed.source_lines.get(node.lineno, "").strip()
         if node.id >= self.first_adjoint_id:
@@ -276,23 +278,27 @@ class _Path:
         need_name = self._needs_names(order, uses, roots)
         self._counter = 0
         self.statements: list[Node] = []
+        unpacked = {n.args[0].id for n in order if n.op == "item" and n.attrs[1] is not None}
         for node in order:
             if node.op == PARAM or node.op == GLOBAL:
                 self.names[node.id] = node.value
+                if node.id in unpacked:  # `W1, b1 = params`
+                    self.statements.append(node)
             elif node.op == BOUND:
                 self.names[node.id] = node.hint
-            elif node.op == CONST or node.op == "item":
+            elif node.op == CONST:
                 continue
-            elif node.id in need_name:
+            elif node.op == "item" and node.attrs[1] is not None:
+                parent = self.names.get(node.args[0].id, "partials")
+                self.names[node.id] = _fresh(node.hint or f"{parent}_{node.attrs[0]}", taken)
+                taken.add(self.names[node.id])
+                if node.id in unpacked:
+                    self.statements.append(node)
+            elif node.id in need_name or node.op == "item":
                 self.names[node.id] = _fresh(self._suggest(node, order), taken)
                 taken.add(self.names[node.id])
                 self.statements.append(node)
-        for node in order:  # tuple results of `_derive` functions: name each element
-            if node.op == "item":
-                parent = self.names.get(node.args[0].id, "partials")
-                self.names[node.id] = _fresh(f"{parent}_{node.attrs[0]}", taken)
-                taken.add(self.names[node.id])
-        self.items = {n.id: n for n in order if n.op == "item"}
+        self.items = {n.id: n for n in order if n.op == "item" and n.attrs[1] is not None}
 
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
@@ -402,6 +408,8 @@ class _Path:
     def compute(self, node: Node) -> ast.expr:
         """The expression that computes ``node`` from its arguments."""
         args = [self.expr(a) for a in self.args_of(node)]
+        if node.op == "item":  # an element of a dict parameter: `params["W"]`
+            return ast.Subscript(args[0], ast.Constant(node.attrs[0]), ast.Load())
         if node.op == "call":
             return ast.Call(ast.Name(node.attrs[0].name, ast.Load()), args, [])
         template, _ = _template(self._template_text(node))
@@ -417,22 +425,54 @@ class _Path:
         return expr
 
     def statement(self, node: Node) -> ast.stmt:
-        items = sorted((n for n in self.items.values() if n.args[0].id == node.id),
-                       key=lambda n: n.attrs[0])
-        if items:  # `d_x, d_y = foo_derive(x, y)`
-            arity = len(node.args)
+        items = [n for n in self.items.values() if n.args[0].id == node.id]
+        if items:  # `d_x, d_y = foo_derive(x, y)` or `W1, b1 = params`
             by_index = {n.attrs[0]: self.names[n.id] for n in items}
             target: ast.expr = ast.Tuple(
-                [ast.Name(by_index.get(i, "_"), ast.Store()) for i in range(arity)], ast.Store())
+                [ast.Name(by_index.get(i, "_"), ast.Store()) for i in range(items[0].attrs[1])],
+                ast.Store())
         else:
             target = ast.Name(self.names[node.id], ast.Store())
-        return ast.Assign([target], self.compute(node), lineno=0)
+        if node.is_leaf or (node.op == "item" and node.attrs[1] is not None):
+            value: ast.expr = ast.Name(self.names[node.id], ast.Load())  # unpack it: `W, b = p`
+        else:
+            value = self.compute(node)
+        return ast.Assign([target], value, lineno=0)
+
+    def final_grad(self, grad: Node | None, like: ast.expr) -> ast.expr:
+        """``sg.grad_like(d_x, x)``: the gradient at ``x``'s shape and floating dtype."""
+        value = _float_literal(0.0) if grad is None else self.expr(grad)
+        call_args = [value, like]
+        if grad is not None and _may_alias_input(grad):
+            call_args.append(ast.Constant(True))  # never hand back the caller's own array
+        sg = ast.Name(self.helpers["sg"], ast.Load())
+        return ast.Call(ast.Attribute(sg, "grad_like", ast.Load()), call_args, [])
+
+    def tree_grad(self, tree: Any, flat: Any) -> ast.expr:
+        """The gradient of a structured parameter, as a literal of the same structure."""
+        parts = []
+        for child in tree.children:
+            if isinstance(child, Node):
+                like = self.expr(child) if child.id in self.names else self.compute(child)
+                parts.append(self.final_grad(next(flat), like))
+            else:
+                parts.append(self.tree_grad(child, flat))
+        if tree.kind == "dict":
+            return ast.Dict([ast.Constant(k) for k in tree.keys], parts)
+        if tree.kind == "list":
+            return ast.List(parts, ast.Load())
+        return ast.Tuple(parts, ast.Load())
 
     def result(self) -> ast.expr:
         """``value, Grads(d_a, d_b)`` with each gradient shaped like its parameter."""
         grads: list[ast.expr] = []
-        sg = self.helpers["sg"]
-        for param, grad in zip(self.emitter.wrt, self.grads, strict=True):
+        trees = self.emitter.lowered.trees
+        flat = iter(self.grads)
+        for param in self.emitter.wrt:
+            if param in trees:  # a structured parameter: its gradient has its structure
+                grads.append(self.tree_grad(trees[param], flat))
+                continue
+            grad = next(flat)
             if self.scalar:
                 if grad is None:
                     grads.append(_float_literal(0.0))
@@ -446,12 +486,7 @@ class _Path:
                 else:
                     grads.append(value)
                 continue
-            value = _float_literal(0.0) if grad is None else self.expr(grad)
-            call_args = [value, ast.Name(param, ast.Load())]
-            if grad is not None and _may_alias_input(grad):
-                call_args.append(ast.Constant(True))  # never hand back the caller's own array
-            grads.append(ast.Call(ast.Attribute(ast.Name(sg, ast.Load()), "grad_like", ast.Load()),
-                                  call_args, []))
+            grads.append(self.final_grad(grad, ast.Name(param, ast.Load())))
         # `tuple_new(Grads, (...))` (tuple.__new__) builds the namedtuple without its
         # Python-level __new__, which costs more than the whole derivative of a small function.
         grads_call = ast.Call(ast.Name(self.helpers["tuple_new"], ast.Load()),

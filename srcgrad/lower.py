@@ -43,6 +43,41 @@ class _Method:
     name: str
 
 
+@dataclass(frozen=True)
+class Tree:
+    """A structured parameter (tuple, list or dict, nested) whose leaves are `item` nodes."""
+
+    kind: str  # "tuple", "list" or "dict"
+    keys: tuple
+    children: tuple  # Node (a leaf) or Tree, one per key
+
+    def leaves(self) -> list[Node]:
+        out: list[Node] = []
+        for child in self.children:
+            out.extend(child.leaves() if isinstance(child, Tree) else [child])
+        return out
+
+    def child(self, key: Any) -> Node | Tree | None:
+        for k, child in zip(self.keys, self.children, strict=True):
+            if k == key and type(k) is type(key):
+                return child
+        return None
+
+
+Structure = Any  # None for a leaf, else (kind, keys, child structures): hashable
+
+
+def structure_of(value: Any) -> Structure:
+    """The structure srcgrad sees in an argument: containers of arrays, or a leaf."""
+    if isinstance(value, dict):
+        return ("dict", tuple(value), tuple(structure_of(v) for v in value.values()))
+    if isinstance(value, (tuple, list)) and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return (type(value).__name__ if type(value) in (tuple, list) else "tuple",
+                tuple(range(len(value))), tuple(structure_of(v) for v in value))
+    return None
+
+
 _COMPARE = {ast.Gt: "greater", ast.GtE: "greater_equal", ast.Lt: "less", ast.LtE: "less_equal",
             ast.Eq: "equal", ast.NotEq: "not_equal"}
 _SEQUENCES = (ast.Tuple, ast.List)
@@ -58,12 +93,13 @@ class Lowered:
     params: dict[str, Node]
     bound: dict[str, Any] = field(default_factory=dict)  # name -> object bound into the code
     live_globals: set[str] = field(default_factory=set)  # module globals read at call time
+    trees: dict[str, Tree] = field(default_factory=dict)  # structured parameters
     floats_only: bool = True  # every global/closure value is a plain number: float path valid
 
 
-def lower(parsed: ParsedFunction) -> Lowered:
-    """Build the forward graph of ``parsed``."""
-    return _Lowering(parsed).run()
+def lower(parsed: ParsedFunction, structures: dict[str, Structure] | None = None) -> Lowered:
+    """Build the forward graph of ``parsed``; ``structures`` describe structured arguments."""
+    return _Lowering(parsed, structures or {}).run()
 
 
 def _is_plain_number(value: Any) -> bool:
@@ -76,8 +112,9 @@ def _is_array_like(value: Any) -> bool:
 
 
 class _Lowering:
-    def __init__(self, parsed: ParsedFunction) -> None:
+    def __init__(self, parsed: ParsedFunction, structures: dict[str, Structure]) -> None:
         self.parsed = parsed
+        self.structures = structures
         fn = parsed.fn
         self.globals: dict[str, Any] = getattr(fn, "__globals__", {})
         code = fn.__code__
@@ -97,16 +134,28 @@ class _Lowering:
         graph.lineno = self.parsed.lineno
         for param in self.parsed.params:
             node = graph.param(param.name)
-            self.env[param.name] = node
             self.result.params[param.name] = node
+            structure = self.structures.get(param.name)
+            if structure is None:
+                self.env[param.name] = node
+            else:
+                self.result.floats_only = False
+                graph.lineno = None
+                tree = self.tree(node, structure)
+                self.env[param.name] = self.result.trees[param.name] = tree
+                graph.lineno = self.parsed.lineno
         for stmt in self.parsed.body:
             graph.lineno = stmt.lineno
             if isinstance(stmt, Assign):
                 values = [self.expr(v) for v in stmt.values]
-                for names in stmt.targets:
-                    for name, value in zip(names, values if len(names) > 1 else values[:1],
-                                           strict=True):
-                        self.bind(name, value)
+                for target in stmt.targets:
+                    if len(values) > 1:  # `a, b = b, a`: position by position
+                        for name, value, source in zip(target, values, stmt.values,
+                                                       strict=True):
+                            self.assign(name, value, source)
+                    else:
+                        self.assign(target if len(target) > 1 else target[0], values[0],
+                                    stmt.values[0])
             else:
                 output = self.expr(stmt.value)
                 if isinstance(output, _Static):
@@ -115,6 +164,31 @@ class _Lowering:
                         "or array.", stmt.value)
                 self.result.output = output
         return self.result
+
+    def tree(self, parent: Node, structure: Structure) -> Tree:
+        """`item` nodes for every element of a structured parameter."""
+        kind, keys, children = structure
+        count = None if kind == "dict" else len(keys)
+        nodes = []
+        for key, child in zip(keys, children, strict=True):
+            item = self.graph.apply("item", parent, attrs=(key, count))
+            nodes.append(item if child is None else self.tree(item, child))
+        return Tree(kind, tuple(keys), tuple(nodes))
+
+    def assign(self, target: str | tuple, value: Any, node: ast.expr) -> None:
+        """Bind ``target`` (a name, or nested names unpacking a structure) to ``value``."""
+        if isinstance(target, str):
+            self.bind(target, value)
+            return
+        if not isinstance(value, Tree) or value.kind == "dict":
+            raise self.parsed.error(
+                "Tuple unpacking works on tuple/list parameters (`W, b = params`) and on "
+                "tuples written out (`a, b = b, a`); index arrays instead (`x[0]`).", node)
+        if len(target) != len(value.children):
+            raise self.parsed.error(
+                f"Cannot unpack {len(value.children)} values into {len(target)} names.", node)
+        for name, child in zip(target, value.children, strict=True):
+            self.assign(name, child, node)
 
     def bind(self, name: str, value: Node | _Static) -> None:
         self.env[name] = value
@@ -131,7 +205,15 @@ class _Lowering:
 
     def value(self, node: ast.expr) -> Node:
         """``node`` evaluated to a number/array node (statics are an error here)."""
-        result = self.expr(node)
+        return self._as_value(self.expr(node), node)
+
+    def _as_value(self, result: Any, node: ast.expr) -> Node:
+        if isinstance(result, Tree):
+            raise self.parsed.error(
+                f"`{ast.unparse(node)}` is a {result.kind} of arrays; unpack it "
+                "(`W, b = params`) or index it (`params[0]`) before computing with it.", node)
+        if isinstance(result, _Method):
+            raise self.parsed.error(f"`{ast.unparse(node)}` is a method; call it.", node)
         if isinstance(result, _Static):
             raise self.parsed.error(
                 f"{ast.unparse(node)} is {_describe(result.value)}, not a number or array; "
@@ -375,8 +457,18 @@ class _Lowering:
             return self.graph.const(-node.operand.value)
         return self.value(node)
 
-    def _Subscript(self, node: ast.Subscript) -> Node:
-        base = self.value(node.value)
+    def _Subscript(self, node: ast.Subscript) -> Node | Tree:
+        container = self.expr(node.value)
+        if isinstance(container, Tree):
+            key = node.slice
+            found = container.child(key.value) if isinstance(key, ast.Constant) else None
+            if found is None:
+                raise self.parsed.error(
+                    f"`{ast.unparse(node)}`: the {container.kind} parameter has no element "
+                    f"{ast.unparse(key)} (it has {', '.join(map(repr, container.keys))}); "
+                    "index it with a constant key.", node)
+            return found
+        base = self._as_value(container, node.value)
         parts: list[Node] = []
 
         def placeholder(expr: ast.expr) -> ast.expr:

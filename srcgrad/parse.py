@@ -89,7 +89,7 @@ _OPERATOR_SYMBOLS: dict[type, str] = {
 class Assign:
     """``targets = values``, all values evaluated before any target is bound."""
 
-    targets: tuple[tuple[str, ...], ...]  # one tuple of names per `=` (chained assignment)
+    targets: tuple[tuple, ...]  # one tuple of names per `=` (chained); nested for `(a, b), c = p`
     values: tuple[ast.expr, ...]
     lineno: int  # line in the file
 
@@ -292,23 +292,26 @@ def _assignment(parsed: ParsedFunction, stmt: ast.Assign) -> Assign:
     value = stmt.value
     targets = [_target_names(parsed, t) for t in stmt.targets]
     widths = {len(t) for t in targets if len(t) > 1}
-    if widths:
-        if not isinstance(value, (ast.Tuple, ast.List)) or {len(value.elts)} != widths or any(
-                len(t) == 1 for t in targets):
-            raise parsed.error(
-                "Tuple unpacking needs a tuple of the same length on the right, as in "
-                "`a, b = b, a`; unpacking other values is not supported yet.", stmt)
+    if widths and isinstance(value, (ast.Tuple, ast.List)):
+        if {len(value.elts)} != widths or any(len(t) == 1 for t in targets):
+            raise parsed.error("Tuple unpacking needs a tuple of the same length on the right, "
+                               "as in `a, b = b, a`.", stmt)
         values = tuple(_check_expr(parsed, v) for v in value.elts)
         return Assign(tuple(targets), values, parsed.file_line(stmt))
+    # `a = expr`, or `W1, b1 = params`: unpacking a structured parameter (checked when lowered)
     return Assign(tuple(targets), (_check_expr(parsed, value),), parsed.file_line(stmt))
 
 
-def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple[str, ...]:
+def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple:
+    """A target as a tuple of names; nested tuples for nested unpacking."""
     if isinstance(target, ast.Name):
         return (target.id,)
-    if isinstance(target, (ast.Tuple, ast.List)) and all(
-            isinstance(t, ast.Name) for t in target.elts):
-        return tuple(t.id for t in target.elts)
+    if isinstance(target, (ast.Tuple, ast.List)):
+        names: list = []
+        for element in target.elts:
+            inner = _target_names(parsed, element)
+            names.append(inner[0] if isinstance(element, ast.Name) else inner)
+        return tuple(names)
     what = {ast.Subscript: "an element `x[...]`", ast.Attribute: "an attribute `x.y`",
             ast.Starred: "a starred name"}.get(type(target), "that target")
     raise parsed.error(f"srcgrad cannot assign to {what}: assign to plain names only "

@@ -89,7 +89,8 @@ def _partials(graph: Graph, node: Node) -> tuple[Node | None, ...]:
         derivative = graph.apply("call", *node.args, attrs=(user.derivative,))
         if len(node.args) == 1:
             return (derivative,)
-        return tuple(graph.apply("item", derivative, attrs=(i,)) for i in range(len(node.args)))
+        count = len(node.args)
+        return tuple(graph.apply("item", derivative, attrs=(i, count)) for i in range(count))
     primitive = rules.PRIMITIVES[node.op]
     if primitive.partials is None:
         return (None,) * len(node.args)

@@ -170,7 +170,9 @@ defprim("tie_weight", 2, "sg.tie_weight(_0, _1)", "sg.tie_weight(_0, _1)", None)
 # sum_to(v, x, n): v (broadcastable to n) summed over the axes that n broadcast x along.
 defprim("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", None)
 defprim("call", -1, "", "", None)  # a user function or its derivative, by name
-defprim("item", 1, "", "", None)  # one element of a tuple returned by a user `_derive`
+# item(t): element attrs[0] of a tuple/list/dict t (a structured parameter, or the partials a
+# user `_derive` returns); attrs[1] is the tuple's length, so the code can unpack it.
+PRIMITIVES["item"] = Primitive("item", 1, "", "", None, elementwise=False)
 
 ENGINE_OPS = frozenset({"sum_to", "call", "item"})
 HELPER_OPS = frozenset({"sign", "step", "tie_weight"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterable
@@ -68,33 +69,39 @@ class FunctionGraph:
         return f"<FunctionGraph of {self.name}: {len(self.nodes)} nodes>"
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Transform]] = (
-    weakref.WeakKeyDictionary())
+_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, Transform]] = weakref.WeakKeyDictionary()
 
 
-def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...]) -> Transform:
+def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
+          structures: dict[str, lower.Structure] | None = None) -> Transform:
     """Source checked by `parse` -> graph -> adjoints -> compiled function."""
-    cached = _cached(parsed.fn, wrt)
+    structures = {k: v for k, v in (structures or {}).items() if v is not None}
+    key = (wrt, tuple(sorted(structures.items())))
+    cached = _cached(parsed.fn, key)
     if cached is not None:
         return cached
-    lowered = lower.lower(parsed)
+    lowered = lower.lower(parsed, structures)
     graph = lowered.graph
     first_adjoint_id = len(graph.nodes)
-    wrt_nodes = [lowered.params[name] for name in wrt]
+    wrt_nodes: list[Node] = []
+    for name in wrt:
+        tree = lowered.trees.get(name)
+        wrt_nodes += tree.leaves() if tree is not None else [lowered.params[name]]
     adjoints = reverse.reverse(graph, lowered.output, wrt_nodes)
     grads_type = _grads_type(parsed.name, wrt)
     generated = codegen.generate(lowered, adjoints, list(wrt), grads_type, first_adjoint_id)
-    view = FunctionGraph(graph, lowered.output, adjoints.grads, list(wrt), first_adjoint_id,
+    leaf_names = [n.hint or f"#{n.id}" for n in wrt_nodes]
+    view = FunctionGraph(graph, lowered.output, adjoints.grads, leaf_names, first_adjoint_id,
                          parsed.name)
     transform = Transform(generated.function, generated, view)
     with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
-        _CACHE.setdefault(parsed.fn, {})[wrt] = transform
+        _CACHE.setdefault(parsed.fn, {})[key] = transform
     return transform
 
 
-def _cached(fn: Any, wrt: tuple[str, ...]) -> Transform | None:
+def _cached(fn: Any, key: tuple) -> Transform | None:
     try:
-        return _CACHE.get(fn, {}).get(wrt)
+        return _CACHE.get(fn, {}).get(key)
     except TypeError:
         return None
 
@@ -122,15 +129,23 @@ class GradFunction:
         self._transform: Transform | None = None
         self.__srcgrad_transform__ = self
 
-    def _build(self) -> Transform:
+    def _build(self, structures: dict[str, Any] | None = None) -> Transform:
         if self._transform is None:
-            self._transform = build(self._parsed, self.wrt)
+            self._transform = build(self._parsed, self.wrt, structures)
             # From now on calling this object runs the generated function directly.
             type(self).__call__ = staticmethod(self._transform.function)
         return self._transform
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._build().function(*args, **kwargs)
+        # The first call: its arguments tell which parameters are tuples/lists/dicts of arrays.
+        return self._build(self._structures(args, kwargs)).function(*args, **kwargs)
+
+    def _structures(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        try:
+            bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
+        except TypeError:
+            return {}  # the generated function raises Python's own message for this call
+        return {name: lower.structure_of(value) for name, value in bound.arguments.items()}
 
     @property
     def function(self) -> Callable[..., Any]:

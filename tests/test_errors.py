@@ -172,7 +172,6 @@ def calls_decorated(a):
         (return_not_last, "return a", ["must be the last statement"]),
         (no_return, "def no_return", ["must end with `return"]),
         (star_args, "def star_args", ["`*a`"]),
-        (unpack_other, "b, c = a", ["Tuple unpacking needs a tuple"]),
     ],
 )
 def test_unsupported_syntax_is_reported_at_decoration(fn, line_text, phrases):
@@ -193,6 +192,7 @@ def test_yield_is_reported():
         (undefined_name, "NOT_DEFINED_ANYWHERE", ["`NOT_DEFINED_ANYWHERE` is not defined"]),
         (string_global, "a * NAME", ["`NAME` is a str"]),
         (string_constant, '"x"', ["not a real number"]),
+        (unpack_other, "b, c = a", ["Tuple unpacking works on tuple/list parameters"]),
         (chained_compare, "0 < a < 1", ["Only single comparisons"]),
         (unknown_method, "a.cumsum()", ["attribute `.cumsum`", "reshape"]),
         (unknown_keyword, "axs=0", ["does not take the keyword `axs`"]),
