@@ -42,17 +42,21 @@ def _expand_reduced(g: Any, x: Any, axis: Any, keepdims: bool) -> Any:
 
 
 def sum_backward(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Adjoint of ``np.sum(x, axis, keepdims)``: ``g`` spread over the summed axes."""
-    return np.broadcast_to(_expand_reduced(g, x, axis, keepdims), np.shape(x))
+    """Adjoint of ``np.sum(x, axis, keepdims)``: ``g`` spread over the summed axes.
+
+    Returned in broadcast-compatible form (summed axes kept as size 1, not copied): the
+    engine's elementwise operations broadcast it, and `expand_to` materialises it where needed.
+    """
+    return _expand_reduced(g, x, axis, keepdims)
 
 
 def mean_backward(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Adjoint of ``np.mean``: ``g`` spread over the averaged axes, divided by their count."""
+    """Adjoint of ``np.mean``: ``g`` divided by the count of averaged entries (compressed)."""
     shape = np.shape(x)
     count = 1
     for a in _normalise_axes(axis, len(shape)):
         count *= shape[a]
-    return np.broadcast_to(_expand_reduced(g, x, axis, keepdims) / count, shape)
+    return _expand_reduced(g, x, axis, keepdims) / count
 
 
 def extreme_backward(g: Any, x: Any, out: Any, axis: Any = None, keepdims: bool = False) -> Any:

@@ -206,16 +206,33 @@ class _Emitter:
     # -- one path ----------------------------------------------------------------------------------
     def _body(self, *, scalar: bool, indent: str) -> list[str]:
         path = _Path(self, scalar)
+        statements = [path.statement(node) for node in path.statements]
+        result = ast.Return(path.result())
+        # On arrays, free each temporary after its last use: fewer live arrays means a lower
+        # peak and memory the allocator can reuse instead of faulting in fresh pages.
+        frees = {} if scalar else _last_uses(statements, result, self._locals(path))
         lines: list[str] = []
         last_comment = None
-        for node in path.statements:
+        for index, (node, stmt) in enumerate(zip(path.statements, statements, strict=True)):
             comment = self._comment(node)
             if comment and comment != last_comment:
                 lines.append(f"{indent}# {comment}")
                 last_comment = comment
-            lines.append(indent + ast.unparse(path.statement(node)))
-        lines.append(indent + ast.unparse(ast.Return(path.result())))
+            lines.append(indent + ast.unparse(stmt))
+            if frees.get(index):
+                lines.append(f"{indent}del {', '.join(frees[index])}")
+        lines.append(indent + ast.unparse(result))
         return lines
+
+    def _locals(self, path: _Path) -> set[str]:
+        """Names the path's statements assign (never parameters, globals or bindings)."""
+        assigned = set()
+        for node in path.statements:
+            if node.op != PARAM:
+                assigned.add(path.names[node.id])
+        for item in path.items.values():
+            assigned.add(path.names[item.id])
+        return assigned - set(self.param_names) - self.reserved
 
     def _comment(self, node: Node) -> str | None:
         if node.lineno is None or node.op == PARAM:
@@ -228,6 +245,22 @@ class _Emitter:
 
 _FALLBACK = "(ArithmeticError, ValueError)"
 _INFIX = {"add": "plus", "sub": "minus", "mul": "times", "div": "over", "pow": "pow"}
+
+
+def _last_uses(statements: list[ast.stmt], result: ast.stmt, deletable: set[str]
+               ) -> dict[int, list[str]]:
+    """For each statement index, the deletable names last read there (not read by ``result``)."""
+    last: dict[str, int] = {}
+    for index, stmt in enumerate(statements):
+        for node in ast.walk(stmt.value if isinstance(stmt, ast.Assign) else stmt):
+            if isinstance(node, ast.Name) and node.id in deletable:
+                last[node.id] = index
+    returned = {n.id for n in ast.walk(result) if isinstance(n, ast.Name)}
+    frees: dict[int, list[str]] = {}
+    for name, index in last.items():
+        if name not in returned:
+            frees.setdefault(index, []).append(name)
+    return {index: sorted(names) for index, names in frees.items()}
 
 
 def _variadic_template(op: str, callee: str, count: int) -> str:

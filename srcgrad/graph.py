@@ -372,7 +372,15 @@ def _simplify_sum_to(graph: Graph, v: Node, x: Node, n: Node) -> Node | None:
     return None
 
 
+def _simplify_sum_backward(graph: Graph, g: Node, x: Node, axis: Node, keep: Node) -> Node | None:
+    # A constant adjoint of a full sum is already in broadcast-compatible form for x.
+    if g.op == CONST and axis.op == CONST and axis.value is None:
+        return g
+    return None
+
+
 _PEEPHOLES: dict[str, Callable[..., Node | None]] = {
+    "sum_backward": _simplify_sum_backward,
     "sum_to": _simplify_sum_to,
     "add": _simplify_add,
     "sub": _simplify_sub,
