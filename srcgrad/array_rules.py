@@ -50,7 +50,7 @@ sum_backward = defhelper("sum_backward", 4)
 mean_backward = defhelper("mean_backward", 4)
 extreme_backward = defhelper("extreme_backward", 5)
 prod_backward = defhelper("prod_backward", 5)
-norm_backward = defhelper("norm_backward", 5)
+norm_backward = defhelper("norm_backward", 6)
 matmul_backward_a = defhelper("matmul_backward_a", 3)
 matmul_backward_b = defhelper("matmul_backward_b", 3)
 outer_backward_a = defhelper("outer_backward_a", 3)
@@ -91,7 +91,7 @@ defarray("max",  AXIS, "np.max(_0, axis=_1, keepdims=_2)",  lambda g, x, axis, k
 defarray("min",  AXIS, "np.min(_0, axis=_1, keepdims=_2)",  lambda g, x, axis, keep, out: (extreme_backward(g, x, out, axis, keep), None, None), needs_full_adjoint=False)
 defarray("prod", AXIS, "np.prod(_0, axis=_1, keepdims=_2)", lambda g, x, axis, keep, out: (prod_backward(g, x, out, axis, keep), None, None), needs_full_adjoint=False)
 defarray("norm", (P("x"), P("ord", None), P("axis", None), P("keepdims", False)), "np.linalg.norm(_0, ord=_1, axis=_2, keepdims=_3)",
-         lambda g, x, order, axis, keep, out: (norm_backward(g, x, out, axis, keep), None, None, None), needs_full_adjoint=False)
+         lambda g, x, order, axis, keep, out: (norm_backward(g, x, out, order, axis, keep), None, None, None), needs_full_adjoint=False)
 
 # --- products ------------------------------------------------------------------------------------
 defarray("matmul", (P("a"), P("b")), "_0 @ _1",          lambda g, a, b, out: (matmul_backward_a(g, a, b), matmul_backward_b(g, a, b)))

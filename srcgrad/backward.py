@@ -84,11 +84,35 @@ def prod_backward(g: Any, x: Any, out: Any, axis: Any = None, keepdims: bool = F
     return _expand_reduced(g, x, axis, keepdims) * others
 
 
-def norm_backward(g: Any, x: Any, out: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """Adjoint of the 2-norm ``np.linalg.norm(x, axis=axis)``: ``g * x / norm`` (0 at 0)."""
-    out_full = _expand_reduced(out, x, axis, keepdims)
-    safe = np.where(out_full == 0, 1.0, out_full)
-    return _expand_reduced(g, x, axis, keepdims) * np.where(out_full == 0, 0.0, x / safe)
+def norm_backward(g: Any, x: Any, out: Any, order: Any = None, axis: Any = None,
+                  keepdims: bool = False) -> Any:
+    """Adjoint of ``np.linalg.norm(x, ord, axis, keepdims)`` for vector p-norms and Frobenius.
+
+    Vector norms (1-D ``x``, or an integer ``axis``): any ``ord`` (1, 2, inf, -inf, p).
+    Matrix norms: the Frobenius norm (``ord=None`` or ``"fro"``); the others raise.
+    """
+    x = np.asarray(x)
+    vector = x.ndim <= 1 or isinstance(axis, int) or (
+        isinstance(axis, tuple) and len(axis) == 1)
+    if not vector and order not in (None, "fro"):
+        raise NotImplementedError(
+            f"srcgrad differentiates matrix norms only for ord=None or 'fro', not ord={order!r}")
+    g_full = _expand_reduced(g, x, axis, keepdims)
+    norm = _expand_reduced(out, x, axis, keepdims)
+    if order in (None, 2, "fro"):
+        safe = np.where(norm == 0, 1.0, norm)
+        return g_full * np.where(norm == 0, 0.0, x / safe)
+    magnitude = np.abs(x)
+    if order in (np.inf, -np.inf):
+        hit = (magnitude == norm).astype(np.result_type(x, np.float32))
+        count = np.sum(hit, axis=axis, keepdims=True) if x.ndim else 1.0
+        return g_full * np.sign(x) * hit / count
+    if order == 0:
+        return np.zeros_like(x, dtype=np.result_type(x, np.float32))
+    if order == 1:
+        return g_full * np.sign(x)
+    p = float(order)
+    return g_full * np.sign(x) * (magnitude / np.where(norm == 0, 1.0, norm)) ** (p - 1)
 
 
 def matmul_backward_a(g: Any, a: Any, b: Any) -> Any:
