@@ -52,6 +52,8 @@ def sum_backward(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> An
 
 def mean_backward(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """Adjoint of ``np.mean``: ``g`` divided by the count of averaged entries (compressed)."""
+    if axis is None and not keepdims:
+        return g / np.size(x)  # broadcast-compatible with x as it is
     shape = np.shape(x)
     count = 1
     for a in _normalise_axes(axis, len(shape)):
@@ -117,7 +119,9 @@ def norm_backward(g: Any, x: Any, out: Any, order: Any = None, axis: Any = None,
 
 def matmul_backward_a(g: Any, a: Any, b: Any) -> Any:
     """Adjoint of ``a @ b`` with respect to ``a`` (vectors and stacks of matrices included)."""
-    a_nd, b_nd = np.ndim(a), np.ndim(b)
+    a_nd, b_nd = _ndim(a), _ndim(b)
+    if a_nd == 2 and b_nd == 2:
+        return g @ b.T  # the common case first
     if b_nd == 1:
         result = np.multiply.outer(g, b) if a_nd > 1 else g * b
     elif a_nd == 1:
@@ -132,7 +136,9 @@ def matmul_backward_a(g: Any, a: Any, b: Any) -> Any:
 
 def matmul_backward_b(g: Any, a: Any, b: Any) -> Any:
     """Adjoint of ``a @ b`` with respect to ``b``."""
-    a_nd, b_nd = np.ndim(a), np.ndim(b)
+    a_nd, b_nd = _ndim(a), _ndim(b)
+    if a_nd == 2 and b_nd == 2:
+        return a.T @ g
     if a_nd == 1:
         result = np.multiply.outer(a, g) if b_nd > 1 else g * a
     elif b_nd == 1:
@@ -143,6 +149,10 @@ def matmul_backward_b(g: Any, a: Any, b: Any) -> Any:
     else:
         result = np.swapaxes(a, -1, -2) @ g
     return _sum_leading(result, np.shape(b))
+
+
+def _ndim(value: Any) -> int:
+    return value.ndim if type(value) is np.ndarray else np.ndim(value)  # attribute: faster
 
 
 def _sum_leading(value: Any, shape: tuple[int, ...]) -> Any:
@@ -246,6 +256,10 @@ def stack_backward(g: Any, axis: int, position: int) -> Any:
 def getitem_backward(g: Any, x: Any, index: Any) -> Any:
     """Adjoint of ``x[index]``: ``g`` scattered back, repeated indices adding up."""
     out = np.zeros(np.shape(x), dtype=np.result_type(g, x, np.float32))
+    if type(index) is int or (type(index) is tuple and all(
+            type(p) in (int, slice) for p in index)):
+        out[index] = g  # basic indexing, recognised without a scan
+        return out
     if _is_basic(index):
         out[index] = g  # basic indexing selects each element at most once
     else:
@@ -265,8 +279,8 @@ def _is_basic(index: Any) -> bool:
 
 def expand_to(g: Any, out: Any) -> Any:
     """``g`` (broadcastable to ``out``'s shape) at that full shape, for rules that need it."""
-    shape = np.shape(out)
-    if np.shape(g) == shape:
+    shape = out.shape if type(out) is np.ndarray else np.shape(out)
+    if (g.shape if type(g) is np.ndarray else np.shape(g)) == shape:
         return g
     return np.broadcast_to(g, shape)
 

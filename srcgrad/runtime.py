@@ -29,11 +29,14 @@ def sum_to(v: Any, x: Any, n: Any) -> Any:
     then summed over the axes along which ``x`` was broadcast. Axes where ``v`` itself has size
     1 are not materialised: summing a constant along them is multiplying by their length.
     """
-    x_shape = np.shape(x)
-    n_shape = np.shape(n)
+    x_shape = x.shape if type(x) is np.ndarray else np.shape(x)  # the attribute is 5x faster
+    n_shape = n.shape if type(n) is np.ndarray else np.shape(n)
     if x_shape == n_shape:
         return v
-    v_shape = np.shape(v)
+    v_shape = v.shape if type(v) is np.ndarray else np.shape(v)
+    lead = len(n_shape) - len(x_shape)
+    if v_shape == n_shape and n_shape[lead:] == x_shape:  # a bias: sum over leading axes
+        return v.sum(axis=tuple(range(lead)))
     v_full = (1,) * (len(n_shape) - len(v_shape)) + tuple(v_shape)
     x_full = (1,) * (len(n_shape) - len(x_shape)) + tuple(x_shape)
     axes = []
@@ -59,7 +62,9 @@ def grad_like(g: Any, x: Any, copy: bool = False) -> Any:
     ``copy`` is set when ``g`` might be a caller's array (the gradient of ``a * b`` w.r.t.
     ``b`` is ``a`` itself): the gradient must not alias an input.
     """
-    if isinstance(x, np.ndarray):
+    if type(x) is np.ndarray:
+        if type(g) is np.ndarray and g.shape == x.shape and g.dtype is x.dtype and not copy:
+            return g  # the common case, checked first
         dtype = x.dtype if x.dtype.kind in "fc" else np.float64
         if isinstance(g, np.ndarray) and g.shape == x.shape and g.dtype == dtype and not copy:
             return g
@@ -77,6 +82,8 @@ def grad_like(g: Any, x: Any, copy: bool = False) -> Any:
 
 def as_array(value: Any, parameter: str, function: str, differentiated: bool) -> Any:
     """``value`` checked (and lists converted) for the array path, or a clear `TypeError`."""
+    if type(value) is np.ndarray and value.dtype.kind == "f":
+        return value  # the common case, checked first
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "fc":
             return value
@@ -116,4 +123,4 @@ def tie_weight(x: Any, y: Any) -> Any:
     """d maximum(x, y) / dx: 1 where x > y, 0 where x < y, 1/2 on a tie (a subgradient)."""
     if type(x) in SCALARS and type(y) in SCALARS:
         return 1.0 if x > y else (0.5 if x == y else 0.0)
-    return np.where(x > y, 1.0, np.where(x == y, 0.5, 0.0))
+    return np.greater(x, y) + 0.5 * np.equal(x, y)
