@@ -119,36 +119,36 @@ def norm_backward(g: Any, x: Any, out: Any, order: Any = None, axis: Any = None,
 
 def matmul_backward_a(g: Any, a: Any, b: Any) -> Any:
     """Adjoint of ``a @ b`` with respect to ``a`` (vectors and stacks of matrices included)."""
-    a_nd, b_nd = _ndim(a), _ndim(b)
-    if a_nd == 2 and b_nd == 2:
+    if _ndim(a) == 2 and _ndim(b) == 2:
         return g @ b.T  # the common case first
-    if b_nd == 1:
-        result = np.multiply.outer(g, b) if a_nd > 1 else g * b
-    elif a_nd == 1:
-        result = b @ g if b_nd == 2 else np.swapaxes(b, -1, -2) @ g[..., None]
-        result = np.asarray(result)
-        if result.ndim > 1:
-            result = result.reshape(-1, np.shape(a)[0]).sum(axis=0)
-    else:
-        result = g @ np.swapaxes(b, -1, -2)
-    return _sum_leading(result, np.shape(a))
+    a2, b2, g2 = _as_matrices(g, a, b)
+    return _undo_matrix(g2 @ np.swapaxes(b2, -1, -2), a, a2.shape)
 
 
 def matmul_backward_b(g: Any, a: Any, b: Any) -> Any:
     """Adjoint of ``a @ b`` with respect to ``b``."""
-    a_nd, b_nd = _ndim(a), _ndim(b)
-    if a_nd == 2 and b_nd == 2:
+    if _ndim(a) == 2 and _ndim(b) == 2:
         return a.T @ g
-    if a_nd == 1:
-        result = np.multiply.outer(a, g) if b_nd > 1 else g * a
-    elif b_nd == 1:
-        result = np.swapaxes(a, -1, -2) @ g[..., None] if a_nd > 1 else a * g
-        result = np.asarray(result)[..., 0] if a_nd > 1 else result
-        if np.ndim(result) > 1:
-            result = np.reshape(result, (-1, np.shape(b)[0])).sum(axis=0)
-    else:
-        result = np.swapaxes(a, -1, -2) @ g
-    return _sum_leading(result, np.shape(b))
+    a2, b2, g2 = _as_matrices(g, a, b)
+    return _undo_matrix(np.swapaxes(a2, -1, -2) @ g2, b, b2.shape)
+
+
+def _as_matrices(g: Any, a: Any, b: Any) -> tuple[Any, Any, Any]:
+    """``a``, ``b`` and the adjoint ``g`` with vectors made matrices, as matmul does."""
+    a2 = np.asarray(a)[None, :] if _ndim(a) == 1 else np.asarray(a)
+    b2 = np.asarray(b)[:, None] if _ndim(b) == 1 else np.asarray(b)
+    g2 = np.asarray(g)
+    if _ndim(a) == 1:
+        g2 = np.expand_dims(g2, -2 if _ndim(b) > 1 else -1)
+    if _ndim(b) == 1:
+        g2 = np.expand_dims(g2, -1)
+    return a2, b2, g2
+
+
+def _undo_matrix(value: Any, original: Any, matrix_shape: tuple[int, ...]) -> Any:
+    """Sum the broadcast batch axes away, then drop the axis a vector was given."""
+    value = _sum_leading(value, matrix_shape)
+    return np.reshape(value, np.shape(original))
 
 
 def _ndim(value: Any) -> int:
@@ -227,7 +227,8 @@ def transpose_backward(g: Any, axes: Any = None) -> Any:
     """Adjoint of ``np.transpose(x, axes)``: the inverse permutation."""
     if axes is None:
         return np.transpose(g)
-    return np.transpose(g, np.argsort(axes))
+    ndim = np.ndim(g)
+    return np.transpose(g, np.argsort([axis % ndim for axis in axes]))
 
 
 def reshape_backward(g: Any, x: Any) -> Any:
@@ -237,11 +238,11 @@ def reshape_backward(g: Any, x: Any) -> Any:
 
 def concatenate_backward(g: Any, axis: int, position: int, *arrays: Any) -> Any:
     """Adjoint of ``np.concatenate(arrays, axis)`` for ``arrays[position]``."""
-    if axis is None:
-        g = np.ravel(g)
-        axis = 0
-    start = sum(np.shape(a)[axis] if axis is not None else np.size(a)
-                for a in arrays[:position])
+    if axis is None:  # the arrays were flattened first
+        start = sum(np.size(a) for a in arrays[:position])
+        piece = np.ravel(g)[start:start + np.size(arrays[position])]
+        return np.reshape(piece, np.shape(arrays[position]))
+    start = sum(np.shape(a)[axis] for a in arrays[:position])
     size = np.shape(arrays[position])[axis]
     index = [slice(None)] * np.ndim(g)
     index[axis] = slice(start, start + size)

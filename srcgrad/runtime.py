@@ -88,7 +88,7 @@ def as_array(value: Any, parameter: str, function: str, differentiated: bool) ->
         if value.dtype.kind in "fc":
             return value
         if value.dtype.kind in "iub":
-            return value.astype(np.float64) if differentiated else value
+            return value  # integers stay integers (they may be indices); gradients are float
     elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
             value, bool):
         return value  # a Python float stays weakly typed: float32 arrays stay float32
