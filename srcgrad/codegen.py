@@ -48,9 +48,14 @@ class Generated:
 
 
 def generate(lowered: Lowered, adjoints: Adjoints, wrt: list[str], grads_type: type,
-             first_adjoint_id: int) -> Generated:
-    """Emit, compile and return the value-and-gradient function for ``lowered``."""
-    emitter = _Emitter(lowered, adjoints, wrt, first_adjoint_id)
+             first_adjoint_id: int, mixed: tuple[list[str], Adjoints] | None = None
+             ) -> Generated:
+    """Emit, compile and return the value-and-gradient function for ``lowered``.
+
+    ``mixed`` adds a path for calls whose named parameters are Python floats while the others
+    are arrays (a fit: scalar parameters, array data), with adjoints derived knowing that.
+    """
+    emitter = _Emitter(lowered, adjoints, wrt, first_adjoint_id, mixed)
     text, factory_name, bindings = emitter.module_text(grads_type)
     parsed = lowered.parsed
     filename = f"<srcgrad: {parsed.name} from {parsed.filename}:{parsed.lineno}>"
@@ -106,7 +111,8 @@ def _float_literal(value: Any) -> ast.expr:
 
 class _Emitter:
     def __init__(self, lowered: Lowered, adjoints: Adjoints, wrt: list[str],
-                 first_adjoint_id: int) -> None:
+                 first_adjoint_id: int, mixed: tuple[list[str], Adjoints] | None = None) -> None:
+        self.mixed = mixed
         self.lowered = lowered
         self.parsed = lowered.parsed
         self.adjoints = adjoints
@@ -165,17 +171,31 @@ class _Emitter:
             out.append("                # math refused an input: redo as NumPy scalars (inf/nan)")
             for param in self.param_names:
                 out.append(f"                {param} = {self.helpers['np']}.float64({param})")
+        if self.mixed is not None:
+            scalars, adjoints = self.mixed
+            condition = " and ".join(f"type({p}) in {self.helpers['SCALARS']}" for p in scalars)
+            out.append(f"        if {condition}:")
+            out.append(f"            # Scalar {', '.join(scalars)}, array data: factors made of "
+                       "scalars are applied after the sums.")
+            out += self._array_arguments(" " * 12, skip=set(scalars))
+            out += self._body(scalar=False, indent=" " * 12, adjoints=adjoints)
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
-        for param in self.param_names:
-            if param in self.lowered.trees:
-                continue  # a tuple/list/dict of arrays: its elements are used as they are
-            differentiated = param in self.wrt
-            out.append(f"        {param} = {self.helpers['sg']}.as_array({param}, {param!r}, "
-                       f"{parsed.name!r}, {differentiated})")
+        out += self._array_arguments(" " * 8)
         out += self._body(scalar=False, indent=" " * 8)
         out.append("")
         out.append(f"    return {parsed.name}")
         return "\n".join(out) + "\n", factory, bindings
+
+    def _array_arguments(self, indent: str, skip: set[str] = frozenset()) -> list[str]:
+        """Check (and convert lists) for the array path: `x = sg.as_array(x, ...)`."""
+        lines = []
+        for param in self.param_names:
+            if param in self.lowered.trees or param in skip:
+                continue  # a tuple/list/dict of arrays: its elements are used as they are
+            differentiated = param in self.wrt
+            lines.append(f"{indent}{param} = {self.helpers['sg']}.as_array({param}, {param!r}, "
+                         f"{self.parsed.name!r}, {differentiated})")
+        return lines
 
     def _signature(self, fn: Any) -> tuple[str, dict[str, Any]]:
         bindings: dict[str, Any] = {}
@@ -204,8 +224,9 @@ class _Emitter:
         return ", ".join(parts), bindings
 
     # -- one path ----------------------------------------------------------------------------------
-    def _body(self, *, scalar: bool, indent: str) -> list[str]:
-        path = _Path(self, scalar)
+    def _body(self, *, scalar: bool, indent: str, adjoints: Adjoints | None = None
+              ) -> list[str]:
+        path = _Path(self, scalar, adjoints or self.adjoints)
         statements = [path.statement(node) for node in path.statements]
         result = ast.Return(path.result())
         # On arrays, free each temporary after its last use: fewer live arrays means a lower
@@ -273,6 +294,8 @@ def _variadic_template(op: str, callee: str, count: int) -> str:
 
 def _may_alias_input(node: Node) -> bool:
     """Whether ``node``'s value may be an array the caller owns (an input, or a user's result)."""
+    if node.op == "sum_product":
+        return False  # always a new array or a scalar
     while node.op == "sum_to":  # sum_to returns its argument unchanged when shapes agree
         node = node.args[0]
     return node.op in (PARAM, GLOBAL, BOUND, "call", "item")
@@ -293,20 +316,21 @@ def _short(filename: str) -> str:
 class _Path:
     """The statements of one path (float or array) over the shared graph."""
 
-    def __init__(self, emitter: _Emitter, scalar: bool) -> None:
+    def __init__(self, emitter: _Emitter, scalar: bool, adjoints: Adjoints) -> None:
         self.emitter = emitter
         self.scalar = scalar
         self.helpers = emitter.helpers
         lowered = emitter.lowered
         self.output = lowered.output
-        self.grads = emitter.adjoints.grads
+        self.adjoints = adjoints
+        self.grads = adjoints.grads
         roots = [self.resolve(self.output)] + [self.resolve(g) for g in self.grads if g is not None]
         order, uses = self._walk(roots)
         self.names: dict[int, str] = {}
         taken = set(emitter.reserved)
         nodes = lowered.graph.nodes
         self.adjoint_of: dict[int, Node] = {}  # on this path: adjoint node id -> forward node
-        for adjoint_id, forward in emitter.adjoints.adjoint_of.items():
+        for adjoint_id, forward in adjoints.adjoint_of.items():
             self.adjoint_of.setdefault(self.resolve(nodes[adjoint_id]).id, forward)
         need_name = self._needs_names(order, uses, roots)
         self._counter = 0
@@ -364,7 +388,7 @@ class _Path:
             if node.is_leaf or node.op == "item":
                 continue
             if node.hint or node.id in names or uses.get(node.id, 0) > 1 or node.op in (
-                    "call", "sum_to"):
+                    "call", "sum_to", "sum_product"):
                 need.add(node.id)
             template = self._template_text(node)
             if template:

@@ -34,15 +34,20 @@ class Adjoints:
     adjoint_of: dict[int, Node]  # adjoint node id -> the forward node it is the adjoint of
 
 
-def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool = True) -> Adjoints:
-    """Add the adjoint computation of ``output`` w.r.t. ``wrt`` to ``graph``."""
+def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool = True,
+            scalars: frozenset[int] = frozenset()) -> Adjoints:
+    """Add the adjoint computation of ``output`` w.r.t. ``wrt`` to ``graph``.
+
+    ``scalars`` names leaves known to be scalars on the path this serves: their shape class is
+    empty, like a constant's, so factors made of them leave broadcast sums.
+    """
     forward = graph.reachable([output])
     wanted = {node.id for node in wrt}
     active: set[int] = set()
     for node in forward:
         if node.id in wanted or any(arg.id in active for arg in node.args):
             active.add(node.id)
-    shapes = _ShapeClasses()
+    shapes = _ShapeClasses(scalars)
 
     contributions: dict[int, list[Node]] = {output.id: [graph.const(1.0)]}
     user_lines: dict[int, list[int | None]] = {output.id: [output.lineno]}
@@ -108,8 +113,8 @@ class _ShapeClasses:
     backward helpers) are a class of their own: nothing is assumed about their shape.
     """
 
-    def __init__(self) -> None:
-        self._memo: dict[int, frozenset[int]] = {}
+    def __init__(self, scalars: frozenset[int] = frozenset()) -> None:
+        self._memo: dict[int, frozenset[int]] = {i: frozenset() for i in scalars}
 
     def of(self, node: Node) -> frozenset[int]:
         known = self._memo.get(node.id)
@@ -117,8 +122,8 @@ class _ShapeClasses:
             return known
         if node.op == CONST:
             result: frozenset[int] = frozenset()
-        elif node.op == "sum_to":
-            result = self.of(node.args[1])  # summed down to x's shape (or smaller)
+        elif node.op in ("sum_to", "sum_product"):
+            result = self.of(node.args[-2])  # summed down to x's shape (or smaller)
         elif node.op == "expand_to":
             result = self.of(node.args[1])
         elif node.is_leaf or not _elementwise(node):
@@ -155,6 +160,8 @@ def _reduce(graph: Graph, shapes: _ShapeClasses, term: Node, x: Node, n: Node) -
                 rest = [*factors[:i], factor.args[0], *factors[i + 1:]]
                 summed = _reduce(graph, shapes, _product(graph, rest), x, n)
                 return graph.apply("div", summed, factor.args[1])
+    if term.op == "mul" and not any(a.is_const for a in term.args):
+        return graph.apply("sum_product", *term.args, x, n)
     return graph.apply("sum_to", term, x, n)
 
 

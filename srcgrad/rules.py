@@ -169,12 +169,15 @@ defprim("tie_weight", 2, "sg.tie_weight(_0, _1)", "sg.tie_weight(_0, _1)", None)
 # --- engine operations: inserted by srcgrad itself, never written by users ------------------------
 # sum_to(v, x, n): v (broadcastable to n) summed over the axes that n broadcast x along.
 defprim("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", None)
+# sum_product(a, b, x, n) = sum_to(a * b, x, n), as a dot product where it can be one.
+PRIMITIVES["sum_product"] = Primitive("sum_product", 4, "_0 * _1", "sg.sum_product(_0, _1, _2, _3)",
+                                      None, elementwise=False)
 defprim("call", -1, "", "", None)  # a user function or its derivative, by name
 # item(t): element attrs[0] of a tuple/list/dict t (a structured parameter, or the partials a
 # user `_derive` returns); attrs[1] is the tuple's length, so the code can unpack it.
 PRIMITIVES["item"] = Primitive("item", 1, "", "", None, elementwise=False)
 
-ENGINE_OPS = frozenset({"sum_to", "call", "item"})
+ENGINE_OPS = frozenset({"sum_to", "sum_product", "call", "item"})
 HELPER_OPS = frozenset({"sign", "step", "tie_weight"})
 
 

@@ -16,8 +16,8 @@ from .backward import __all__ as _backward
 from .functions import *  # noqa: F403 - generated code reaches every function as sg.<name>
 from .functions import __all__ as _functions
 
-__all__ = [*_functions, *_backward, "as_array", "grad_like", "sign", "step", "sum_to", "tie_weight",
-           "SCALARS"]  # fmt: skip
+__all__ = [*_functions, *_backward, "SCALARS", "as_array", "grad_like", "sign", "step",
+           "sum_product", "sum_to", "tie_weight"]  # fmt: skip
 
 SCALARS = (float, int)  # argument types that take the float fast path
 
@@ -53,6 +53,17 @@ def sum_to(v: Any, x: Any, n: Any) -> Any:
     elif len(v_shape) > len(x_shape):
         v = np.reshape(v, v_full[len(n_shape) - len(x_shape):])
     return v * factor if factor != 1 else v
+
+
+def sum_product(a: Any, b: Any, x: Any, n: Any) -> Any:
+    """``sum_to(a * b, x, n)``; a dot product when the sum is of everything, to a scalar.
+
+    ``np.vdot`` multiplies and adds in one pass without the temporary product array.
+    """
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
+            and np.ndim(x) == 0 and a.shape == np.shape(n) and a.dtype == b.dtype):
+        return np.vdot(a, b)
+    return sum_to(a * b, x, n)
 
 
 def grad_like(g: Any, x: Any, copy: bool = False) -> Any:

@@ -72,11 +72,22 @@ class FunctionGraph:
 _CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, Transform]] = weakref.WeakKeyDictionary()
 
 
+SCALAR = "scalar"  # the structure of a Python float or int argument
+
+
 def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
           structures: dict[str, lower.Structure] | None = None) -> Transform:
-    """Source checked by `parse` -> graph -> adjoints -> compiled function."""
-    structures = {k: v for k, v in (structures or {}).items() if v is not None}
-    key = (wrt, tuple(sorted(structures.items())))
+    """Source checked by `parse` -> graph -> adjoints -> compiled function.
+
+    ``structures`` describes the first call's arguments: containers of arrays, and which
+    arguments were Python scalars (`SCALAR`). Scalars among array arguments earn the generated
+    function a path of its own, where factors made of them leave the broadcast sums.
+    """
+    structures = structures or {}
+    scalars = [name for name, kind in structures.items() if kind == SCALAR]
+    mixed = bool(scalars) and len(scalars) < len(parsed.params)
+    structures = {k: v for k, v in structures.items() if v is not None and v != SCALAR}
+    key = (wrt, tuple(sorted(structures.items())), tuple(scalars) if mixed else ())
     cached = _cached(parsed.fn, key)
     if cached is not None:
         return cached
@@ -88,8 +99,14 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
         tree = lowered.trees.get(name)
         wrt_nodes += tree.leaves() if tree is not None else [lowered.params[name]]
     adjoints = reverse.reverse(graph, lowered.output, wrt_nodes)
+    mixed_path = None
+    if mixed:
+        scalar_ids = frozenset(lowered.params[name].id for name in scalars)
+        mixed_path = (scalars, reverse.reverse(graph, lowered.output, wrt_nodes,
+                                               scalars=scalar_ids))
     grads_type = _grads_type(parsed.name, wrt)
-    generated = codegen.generate(lowered, adjoints, list(wrt), grads_type, first_adjoint_id)
+    generated = codegen.generate(lowered, adjoints, list(wrt), grads_type, first_adjoint_id,
+                                 mixed_path)
     leaf_names = [n.hint or f"#{n.id}" for n in wrt_nodes]
     view = FunctionGraph(graph, lowered.output, adjoints.grads, leaf_names, first_adjoint_id,
                          parsed.name)
@@ -145,7 +162,8 @@ class GradFunction:
             bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
         except TypeError:
             return {}  # the generated function raises Python's own message for this call
-        return {name: lower.structure_of(value) for name, value in bound.arguments.items()}
+        return {name: SCALAR if type(value) in (float, int) else lower.structure_of(value)
+                for name, value in bound.arguments.items()}
 
     @property
     def function(self) -> Callable[..., Any]:
