@@ -278,9 +278,8 @@ def _is_basic(index: Any) -> bool:
     return True
 
 
-def expand_to(g: Any, out: Any) -> Any:
-    """``g`` (broadcastable to ``out``'s shape) at that full shape, for rules that need it."""
-    shape = out.shape if type(out) is np.ndarray else np.shape(out)
+def expand_to(g: Any, shape: tuple[int, ...]) -> Any:
+    """``g`` (broadcastable to ``shape``) at that full shape, for rules that need it."""
     if (g.shape if type(g) is np.ndarray else np.shape(g)) == shape:
         return g
     return np.broadcast_to(g, shape)

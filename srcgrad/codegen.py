@@ -227,14 +227,16 @@ class _Emitter:
     def _body(self, *, scalar: bool, indent: str, adjoints: Adjoints | None = None
               ) -> list[str]:
         path = _Path(self, scalar, adjoints or self.adjoints)
-        statements = [path.statement(node) for node in path.statements]
+        pairs = path.emit()
+        nodes = [node for node, _ in pairs]
+        statements = [stmt for _, stmt in pairs]
         result = ast.Return(path.result())
         # On arrays, free each temporary after its last use: fewer live arrays means a lower
         # peak and memory the allocator can reuse instead of faulting in fresh pages.
         frees = {} if scalar else _last_uses(statements, result, self._locals(path))
         lines: list[str] = []
         last_comment = None
-        for index, (node, stmt) in enumerate(zip(path.statements, statements, strict=True)):
+        for index, (node, stmt) in enumerate(zip(nodes, statements, strict=True)):
             comment = self._comment(node)
             if comment and comment != last_comment:
                 lines.append(f"{indent}# {comment}")
@@ -265,6 +267,7 @@ class _Emitter:
 
 
 _FALLBACK = "(ArithmeticError, ValueError)"
+_SHAPE_ARGS = {"sum_to": (1, 2), "sum_product": (2, 3), "expand_to": (1,)}  # shape-only args
 _INFIX = {"add": "plus", "sub": "minus", "mul": "times", "div": "over", "pow": "pow"}
 
 
@@ -332,7 +335,16 @@ class _Path:
         self.adjoint_of: dict[int, Node] = {}  # on this path: adjoint node id -> forward node
         for adjoint_id, forward in adjoints.adjoint_of.items():
             self.adjoint_of.setdefault(self.resolve(nodes[adjoint_id]).id, forward)
-        need_name = self._needs_names(order, uses, roots)
+        # Arguments used only for their shape (by sum_to, expand_to) are read once, as
+        # `<name>_shape`, right after they are computed, so the array can be freed early.
+        self.shape_refs: list[int] = []
+        for node in order:
+            for position in () if self.scalar else _SHAPE_ARGS.get(node.op, ()):
+                arg = self.resolve(node.args[position])
+                if not arg.is_const and arg.id not in self.shape_refs:
+                    self.shape_refs.append(arg.id)
+        need_name = self._needs_names(order, uses, roots) | {
+            i for i in self.shape_refs if not lowered.graph.nodes[i].is_leaf}
         self._counter = 0
         self.statements: list[Node] = []
         unpacked = {n.args[0].id for n in order if n.op == "item" and n.attrs[1] is not None}
@@ -356,6 +368,10 @@ class _Path:
                 taken.add(self.names[node.id])
                 self.statements.append(node)
         self.items = {n.id: n for n in order if n.op == "item" and n.attrs[1] is not None}
+        self.shape_names: dict[int, str] = {}
+        for node_id in self.shape_refs:
+            self.shape_names[node_id] = _fresh(f"{self.names[node_id]}_shape", taken)
+            taken.add(self.shape_names[node_id])
 
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
@@ -365,6 +381,8 @@ class _Path:
         return node
 
     def args_of(self, node: Node) -> tuple[Node, ...]:
+        if self.scalar and node.op == "sum_product":  # on floats, just the product
+            return tuple(self.resolve(a) for a in node.args[:2])
         return tuple(self.resolve(a) for a in node.args)
 
     def _walk(self, roots: list[Node]) -> tuple[list[Node], dict[int, int]]:
@@ -465,6 +483,10 @@ class _Path:
     def compute(self, node: Node) -> ast.expr:
         """The expression that computes ``node`` from its arguments."""
         args = [self.expr(a) for a in self.args_of(node)]
+        for position in () if self.scalar else _SHAPE_ARGS.get(node.op, ()):
+            arg = self.resolve(node.args[position])
+            args[position] = (ast.Tuple([], ast.Load()) if arg.is_const
+                              else ast.Name(self.shape_names[arg.id], ast.Load()))
         if node.op == "item":  # an element of a dict parameter: `params["W"]`
             return ast.Subscript(args[0], ast.Constant(node.attrs[0]), ast.Load())
         if node.op == "call":
@@ -480,6 +502,25 @@ class _Path:
                 and type(k.value.value) is type(defaults[k.arg])
                 and k.value.value == defaults[k.arg])]
         return expr
+
+    def emit(self) -> list[tuple[Node, ast.stmt]]:
+        """(source node, statement) pairs: each statement, then any shape it must capture."""
+        np_name = self.helpers["np"]
+
+        def capture(node: Node) -> tuple[Node, ast.stmt]:
+            shape = ast.Call(ast.Attribute(ast.Name(np_name, ast.Load()), "shape", ast.Load()),
+                             [ast.Name(self.names[node.id], ast.Load())], [])
+            return node, ast.Assign([ast.Name(self.shape_names[node.id], ast.Store())], shape,
+                                    lineno=0)
+
+        graph_nodes = self.emitter.lowered.graph.nodes
+        pairs = [capture(graph_nodes[i]) for i in self.shape_refs if graph_nodes[i].is_leaf]
+        for node in self.statements:
+            pairs.append((node, self.statement(node)))
+            targets = [node, *(n for n in self.items.values() if n.args[0].id == node.id)]
+            pairs += [capture(t) for t in targets
+                      if t.id in self.shape_names and not t.is_leaf]
+        return pairs
 
     def statement(self, node: Node) -> ast.stmt:
         items = [n for n in self.items.values() if n.args[0].id == node.id]
