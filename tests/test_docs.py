@@ -25,6 +25,12 @@ def test_functions_table_is_current():
     assert builder.render(text) == text, "run: python docs/build_tables.py"
 
 
+def test_readme_shows_the_current_generated_code():
+    builder = load_builder()
+    text = (DOCS.parent / "README.md").read_text()
+    assert builder.render_readme(text) == text, "run: python docs/build_tables.py"
+
+
 def test_table_lists_every_primitive_with_its_spellings():
     rows = {name: spellings for name, spellings, _ in rules.derivative_table()}
     assert set(rows) == set(rules.primitive_names()) | set(rules.primitive_names("array"))
