@@ -6,15 +6,19 @@ and the gradients, on Python floats (fast path) and NumPy arrays (batched, broad
 """
 
 from . import functions
+from .check import GradientMismatch, GradientReport, check_grad
 from .errors import MissingDerivativeError, SourceUnavailableError, TransformError
 from .rules import register
 from .transform import GradFunction, grad
 
 __all__ = [
     "GradFunction",
+    "GradientMismatch",
+    "GradientReport",
     "MissingDerivativeError",
     "SourceUnavailableError",
     "TransformError",
+    "check_grad",
     "functions",
     "grad",
     "register",
