@@ -199,6 +199,10 @@ class _Lowering:
     def expr(self, node: ast.expr) -> Node | _Static:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:  # parse.py admits only the node types handled below
+            if isinstance(node, _SEQUENCES):
+                raise self.parsed.error(
+                    "A list or tuple is not a number or array here; build an array with "
+                    "np.stack([...]) or np.concatenate([...]), or unpack a parameter.", node)
             raise self.parsed.error(f"srcgrad cannot differentiate this {type(node).__name__}.",
                                     node)
         return method(node)
