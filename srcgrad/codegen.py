@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from . import rules, runtime
 from .graph import BOUND, CONST, GLOBAL, PARAM, Node
 from .lower import Lowered
@@ -462,6 +464,9 @@ class _Path:
         if node.op in ("call", "item") or node.is_leaf:
             return None
         primitive = rules.PRIMITIVES[node.op]
+        if not self.scalar and node.attrs == (rules.PYTHON_SPELLING,):
+            arguments = ", ".join(f"_{i}" for i in range(len(node.args)))
+            return f"sg.{rules.LIFTED[node.op]}({arguments})"
         text = primitive.scalar_template(self.args_of(node)) if self.scalar else primitive.array
         if text == "<attrs>":  # indexing and pass-through calls carry their own template
             return node.attrs[0]
@@ -474,6 +479,10 @@ class _Path:
         """``node`` as an expression: its name if it has one, else inlined."""
         node = self.resolve(node)
         if node.op == CONST:
+            if isinstance(node.value, np.generic):  # a NumPy scalar keeps its type: np.float64(.5)
+                numpy_type = ast.Attribute(ast.Name(self.helpers["np"], ast.Load()),
+                                           type(node.value).__name__, ast.Load())
+                return ast.Call(numpy_type, [_literal(node.value.item())], [])
             return _literal(node.value)
         name = self.names.get(node.id)
         if name is not None:

@@ -334,6 +334,10 @@ class _Lowering:
         if _in(fn, array_rules.NONDIFFERENTIABLE):
             return self.passthrough(fn, node, label)
         primitive = rules.primitive_for(fn)
+        if isinstance(fn, np.ufunc) and primitive is not None and primitive.elementwise:
+            folded = self.numpy_constant(fn, node)
+            if folded is not None:
+                return folded
         if primitive is not None and primitive.name in array_rules.VARIADIC:
             return self.variadic(primitive, node, label)
         if primitive is not None and primitive.signature is not None:
@@ -353,8 +357,33 @@ class _Lowering:
                 raise self.parsed.error(
                     f"`{label}` takes {primitive.arity} argument(s) in differentiated code, got "
                     f"{len(args)}.", node)
-            return self.graph.apply(primitive.name, *args)
+            # `srcgrad.functions.sin` and `math.sin` keep Python floats Python floats, where
+            # `np.sin` returns a NumPy float64: the array path must do what the spelling does.
+            python_spelled = (not isinstance(fn, np.ufunc) and primitive.name in rules.LIFTED
+                              and not all(a.is_const for a in args))
+            return self.graph.apply(primitive.name, *args,
+                                    attrs=(rules.PYTHON_SPELLING,) if python_spelled else ())
         return self.graph.apply("call", *args, attrs=(self.user_function(fn, label, node),))
+
+    def numpy_constant(self, fn: np.ufunc, node: ast.Call) -> Node | None:
+        """``np.sin(0.5)`` folded as NumPy computes it: a float64 scalar, not a Python float.
+
+        The difference matters: a NumPy scalar promotes a float32 array to float64, a Python
+        float does not, and the generated code must give the plain function's dtype.
+        """
+        if node.keywords:
+            return None
+        args = [self.value(a) for a in node.args]
+        if not args or not all(a.is_const for a in args):
+            return None
+        try:
+            with np.errstate(all="ignore"):
+                value = fn(*(a.value for a in args))
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(value, np.floating) or not np.isfinite(value):
+            return None
+        return self.graph.const(value)
 
     def bound_call(self, primitive: rules.Primitive, args: list[Node], node: ast.AST) -> Node:
         if primitive.elementwise:
@@ -478,6 +507,10 @@ class _Lowering:
         def placeholder(expr: ast.expr) -> ast.expr:
             if isinstance(expr, ast.Constant) and (expr.value is None or isinstance(
                     expr.value, int)):
+                return expr
+            if isinstance(expr, ast.List) and all(  # `w[[0, 0, 2]]`: kept as written
+                    isinstance(e, ast.Constant) and type(e.value) in (int, bool)
+                    for e in expr.elts):
                 return expr
             if isinstance(expr, ast.UnaryOp) and isinstance(expr.operand, ast.Constant):
                 return expr

@@ -228,6 +228,12 @@ for _name in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "exp", "expm1", "log"
     _alias(_name, getattr(math, _name, None))
 _alias("sign", np.sign)
 
+# Elementwise primitives that `srcgrad.functions` implements for floats and arrays alike; a call
+# spelled through it (or `math`) is marked with PYTHON_SPELLING and runs as `sg.<name>` on
+# arrays, so a Python float argument gives a Python float, as in the plain function.
+LIFTED = {name: name for name in F.__all__} | {"pow": "power"}
+PYTHON_SPELLING = "python"
+
 # `math.log(x, base)` takes an optional base; the lowering turns it into log(x) / log(base).
 LOG_WITH_BASE = (math.log,)
 # Identity-like callables: `np.positive(x)` is x.

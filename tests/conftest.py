@@ -32,6 +32,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
 @pytest.fixture(scope="session")
 def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where generated modules are written: srcgrad reads source with inspect.getsource."""
@@ -42,4 +43,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if CHECKED:
         counts = ", ".join(f"{name}: {n}" for name, n in sorted(CHECKED.items()))
         total = sum(CHECKED.values())
+        # Counts checks that passed, including re-runs while hypothesis shrinks a failure.
         terminalreporter.write_line(f"srcgrad programs checked: {total} ({counts})")

@@ -5,9 +5,11 @@ assignment, tuple swaps, closures, globals) and every primitive's rule right, in
 Hand-written cases cover a handful of combinations; this module lets hypothesis write hundreds.
 
 Every node of the random tree is rendered at the same time as Python source text and as a sympy
-expression, so sympy is an oracle that shares no code with srcgrad: `Program.oracle` gives the
-value and the exact gradient, evaluated with mpmath at 40 digits so that the reference itself
-carries no float64 rounding.
+expression, so sympy is an oracle that shares no code with srcgrad. Each assignment becomes a
+fresh sympy symbol defined by its right-hand side (static single assignment), so expressions stay
+the size of one statement; `Program.oracle_point` has sympy differentiate every statement and
+chains those partial derivatives through the statements, all evaluated with mpmath at 40 digits
+so that the reference itself carries no float64 rounding.
 
 Numerical safety is by construction, not by luck: every node carries a rigorous interval that
 bounds its value for inputs in [-INPUT_BOUND, INPUT_BOUND], and an argument that could leave its
@@ -89,10 +91,103 @@ def _softplus(v: float) -> float:
     return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
-def _sym_piecewise_abs(u: sp.Expr) -> sp.Expr:
-    # A Piecewise, not sympy.Abs: Abs of an expression sympy cannot prove real differentiates
-    # into re()/im() terms; the guard keeps u away from 0, where the two forms agree.
-    return sp.Piecewise((u, u > 0), (-u, True))
+# Kinked functions get sympy functions of their own rather than Abs/Max/Piecewise: sympy.Abs
+# of an expression it cannot prove real differentiates into re()/im() terms, and Piecewise
+# conditions on large expressions send sympy into set solving that can run for minutes. Each
+# class only states its derivative away from the kink (the guards keep inputs there); sympy
+# still does all the chain-rule work, and mpmath evaluates them via SYMPY_MODULES.
+
+
+class _Kink(sp.Function):
+    """Evaluates on numbers (constant subexpressions), stays symbolic otherwise."""
+
+    @staticmethod
+    def numeric(*args: float) -> float:
+        raise NotImplementedError
+
+    @classmethod
+    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
+        if all(a.is_Number for a in args):
+            return sp.Float(cls.numeric(*(float(a) for a in args)))
+        return None
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        values = [a.evalf(prec) for a in self.args]
+        if all(v.is_Number for v in values):
+            return sp.Float(self.numeric(*(float(v) for v in values)), precision=prec)
+        return None
+
+
+class KinkStep(_Kink):
+    """1 for u > 0, else 0: the derivative of relu, and of max/min in each argument."""
+
+    numeric = staticmethod(lambda u: 1.0 if u > 0 else 0.0)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+
+class KinkSign(_Kink):
+    """sign(u): the derivative of |u|."""
+
+    numeric = staticmethod(lambda u: math.copysign(1.0, u) if u else 0.0)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+
+class KinkAbs(_Kink):
+    """|u|."""
+
+    numeric = staticmethod(abs)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return KinkSign(self.args[0])
+
+
+class KinkRelu(_Kink):
+    """max(u, 0)."""
+
+    numeric = staticmethod(lambda u: max(u, 0.0))
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return KinkStep(self.args[0])
+
+
+class KinkMax(_Kink):
+    """max(a, b)."""
+
+    nargs = 2
+    numeric = staticmethod(max)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        a, b = self.args
+        return KinkStep(a - b) if argindex == 1 else KinkStep(b - a)
+
+
+class KinkMin(_Kink):
+    """min(a, b)."""
+
+    nargs = 2
+    numeric = staticmethod(min)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        a, b = self.args
+        return KinkStep(b - a) if argindex == 1 else KinkStep(a - b)
+
+
+# Namespace for sympy.lambdify: the kinked functions above, then mpmath for everything else.
+SYMPY_MODULES: list[Any] = [
+    {
+        "KinkStep": lambda u: mpmath.mpf(1) if u > 0 else mpmath.mpf(0),
+        "KinkSign": mpmath.sign,
+        "KinkAbs": mpmath.fabs,
+        "KinkRelu": lambda u: u if u > 0 else mpmath.mpf(0),
+        "KinkMax": lambda a, b: a if a > b else b,
+        "KinkMin": lambda a, b: a if a < b else b,
+    },
+    "mpmath",
+]
 
 
 def _sym_real_cbrt(u: sp.Expr, lo: float) -> sp.Expr:
@@ -151,10 +246,6 @@ def _sym_sigmoid(u: sp.Expr) -> sp.Expr:
     return 1 / (1 + sp.exp(-u))
 
 
-def _sym_relu(u: sp.Expr) -> sp.Expr:
-    return sp.Piecewise((u, u > 0), (0, True))
-
-
 def _sym_softplus(u: sp.Expr) -> sp.Expr:
     return sp.log(1 + sp.exp(u))
 
@@ -186,9 +277,9 @@ UNARY: dict[str, Unary] = {
         Unary("cbrt", sp.cbrt, _increasing(np.cbrt), ("nonzero", 0.2), "cbrt", _math_cbrt),
         Unary("square", lambda u: u**2, _even(lambda v: v * v), ANY, "square"),
         Unary("reciprocal", _sym_reciprocal, _decreasing(lambda v: 1 / v), NONZERO, "reciprocal"),
-        Unary("abs", _sym_piecewise_abs, _even(abs), ANY, "abs", "fabs", kink=True),
+        Unary("abs", KinkAbs, _even(abs), ANY, "abs", "fabs", kink=True),
         Unary("sigmoid", _sym_sigmoid, _increasing(_sigmoid), ANY),
-        Unary("relu", _sym_relu, _increasing(lambda v: max(v, 0.0)), ANY, kink=True),
+        Unary("relu", KinkRelu, _increasing(lambda v: max(v, 0.0)), ANY, kink=True),
         Unary("softplus", _sym_softplus, _increasing(_softplus), ANY),
         Unary("erf", sp.erf, _increasing(math.erf), ANY, None, "erf"),
     ]
@@ -197,6 +288,13 @@ UNARY: dict[str, Unary] = {
 BINARY_FUNCTIONS = ("arctan2", "hypot", "maximum", "minimum", "power")
 BINARY_NP = {name: name for name in BINARY_FUNCTIONS}
 BINARY_MATH = {"arctan2": "atan2", "hypot": "hypot", "power": "pow"}
+
+
+def _np_and_math_names(sf_name: str) -> tuple[str | None, str | None]:
+    if sf_name in UNARY:
+        return UNARY[sf_name].np_name, UNARY[sf_name].math_name
+    return BINARY_NP[sf_name], BINARY_MATH.get(sf_name)
+
 
 # Every srcgrad.functions name the generator can emit (the registry test covers the rest).
 FUNCTION_NAMES = (*UNARY, *BINARY_FUNCTIONS)
@@ -232,6 +330,8 @@ def _product_interval(a: Interval, b: Interval) -> Interval:
 
 
 def _literal(value: float | int) -> Expr:
+    if not isinstance(value, int):
+        value = float(value)  # not np.float64, whose repr is "np.float64(...)"
     sym = sp.Integer(value) if isinstance(value, int) else sp.Float(value)
     text = repr(value)
     return Expr(text, sym, float(value), float(value), atomic=value >= 0)
@@ -281,10 +381,20 @@ class Builder:
     batched: bool  # arrays may flow through: no `math` functions, no in-place aliasing
     constants: dict[str, float]  # names usable as constants (global, closure)
     shadow_abs: bool  # the module imports srcgrad.functions.abs, shadowing the builtin
+    focus: str | None = None  # a function every program must call, in every spelling
+    pending: list[str] = field(default_factory=list)  # focus spellings not yet emitted
     env: dict[str, Variable] = field(default_factory=dict)
     guards: list[sp.Expr] = field(default_factory=list)
+    definitions: list[tuple[sp.Symbol, sp.Expr]] = field(default_factory=list)  # SSA form
     imports: set[str] = field(default_factory=set)
     features: set[str] = field(default_factory=set)
+
+    def bind(self, name: str, value: Expr) -> None:
+        """`name = value`: a new SSA symbol for the name, defined by the value's sympy twin."""
+        symbol = sp.Symbol(f"{name}__{len(self.definitions)}", real=True)
+        self.definitions.append((symbol, value.sym))
+        ref = Expr(name, symbol, value.lo, value.hi, atomic=True, var=True)
+        self.env[name] = Variable(ref, fresh=True)
 
     # -- small drawing helpers ------------------------------------------------------------------
     def choose(self, options: Sequence[Any]) -> Any:
@@ -354,36 +464,46 @@ class Builder:
         return Expr(text, base.sym**exponent.sym, *_pow_interval(base, exponent))
 
     # -- calls --------------------------------------------------------------------------------
-    def spelling(self, sf_name: str, np_name: str | None, math_name: str | None) -> str:
-        """How this call site names the function: srcgrad.functions, numpy, math or builtin."""
+    def spellings(self, sf_name: str) -> list[str]:
+        """The ways this program may name a function: srcgrad.functions, numpy, math, builtin."""
+        np_name, math_name = _np_and_math_names(sf_name)
         options = ["sf"]
+        if sf_name == "abs" and not self.shadow_abs:
+            options = ["builtin", "sf"]  # srcgrad's abs is then imported as sf_abs
         if np_name:
             options.append("np")
         if math_name and not self.batched:
             options.append("math")
-        if sf_name == "abs" and not self.shadow_abs:
-            options[0] = "builtin"
-        kind = self.choose(options)
+        return options
+
+    def spelling(self, sf_name: str, kind: str | None = None) -> str:
+        """The callee text for one call site (of the given or a random spelling kind)."""
+        np_name, math_name = _np_and_math_names(sf_name)
+        if kind is None:
+            kind = self.choose(self.spellings(sf_name))
         self.features.add(f"{kind}:{sf_name}")
         if kind == "np":
             return f"np.{np_name}"
         if kind == "math":
             return f"math.{math_name}"
+        if kind == "sf" and sf_name == "abs" and not self.shadow_abs:
+            self.imports.add("abs as sf_abs")  # aliasing: srcgrad resolves the object
+            return "sf_abs"
         if kind == "sf":
             self.imports.add(sf_name)
         return sf_name
 
-    def call1(self, name: str, arg: Expr) -> Expr:
+    def call1(self, name: str, arg: Expr, kind: str | None = None) -> Expr:
         spec = UNARY[name]
         arg = self.require(arg, spec.need)
-        callee = self.spelling(name, spec.np_name, spec.math_name)
+        callee = self.spelling(name, kind)
         if spec.kink and not (arg.lo >= GUARD_MARGIN or arg.hi <= -GUARD_MARGIN):
             self.guards.append(arg.sym)
         lo, hi = spec.image(arg.lo, arg.hi)
         sym = _sym_real_cbrt(arg.sym, arg.lo) if name == "cbrt" else spec.sym(arg.sym)
         return Expr(f"{callee}({arg.src})", sym, lo, hi, atomic=True)
 
-    def call2(self, name: str, a: Expr, b: Expr) -> Expr:
+    def call2(self, name: str, a: Expr, b: Expr, kind: str | None = None) -> Expr:
         if name == "power":
             a = self.require(a, ("lower", 0.2))
             b = self.require(b, ("bounded", 2.0))
@@ -402,7 +522,7 @@ class Builder:
             name == "hypot" and not a_off_zero and not b_off_zero
         ):
             self.guards.append(a.sym)
-        callee = self.spelling(name, BINARY_NP[name], BINARY_MATH.get(name))
+        callee = self.spelling(name, kind)
         text = f"{callee}({a.src}, {b.src})"
         if name == "arctan2":
             return Expr(text, sp.atan2(a.sym, b.sym), -math.pi, math.pi, atomic=True)
@@ -411,10 +531,10 @@ class Builder:
             lo = math.hypot(*small)
             return Expr(text, sp.sqrt(a.sym**2 + b.sym**2), lo, math.hypot(a.mag, b.mag), True)
         if name == "maximum":
-            sym = sp.Piecewise((a.sym, a.sym > b.sym), (b.sym, True))
+            sym = KinkMax(a.sym, b.sym)
             return Expr(text, sym, max(a.lo, b.lo), max(a.hi, b.hi), atomic=True)
         if name == "minimum":
-            sym = sp.Piecewise((a.sym, a.sym < b.sym), (b.sym, True))
+            sym = KinkMin(a.sym, b.sym)
             return Expr(text, sym, min(a.lo, b.lo), min(a.hi, b.hi), atomic=True)
         return Expr(text, a.sym**b.sym, *_pow_interval(a, b), atomic=True)
 
@@ -452,8 +572,9 @@ class Builder:
                 body = self.call1("square", small)
             elif square == "pow":
                 body = self.power(small, _literal(2), "pow_int")
-            else:
+            else:  # x * x: interval arithmetic alone would not know both factors are equal
                 body = self.binop("*", small, small)
+                body = Expr(body.src, body.sym, *_even(lambda v: v * v)(small.lo, small.hi))
             return self.binop("+", floor, body)
         if how == "hypot":
             return self.call2("hypot", a, floor)
@@ -477,7 +598,18 @@ class Builder:
         return a
 
     # -- expression trees ----------------------------------------------------------------------
+    def focus_call(self, depth: int) -> Expr:
+        """A call of the focus function in the next spelling still owed."""
+        assert self.focus is not None
+        kind = self.pending.pop(0)
+        if self.focus in UNARY:
+            return self.cap(self.call1(self.focus, self.expr(depth - 1), kind))
+        a, b = self.expr(depth - 1), self.expr(depth - 1)
+        return self.cap(self.call2(self.focus, a, b, kind))
+
     def expr(self, depth: int) -> Expr:
+        if depth > 0 and self.pending and self.coin(0.3):
+            return self.focus_call(depth)
         if depth <= 0 or self.coin(0.25):
             return self.leaf()
         kind = self.choose(
@@ -544,6 +676,7 @@ class Program:
         body: list[str],
         output: sp.Expr,
         guards: list[sp.Expr],
+        definitions: Sequence[tuple[sp.Symbol, sp.Expr]] = (),
         imports: set[str],
         constants: dict[str, float],
         closure: bool,
@@ -551,11 +684,13 @@ class Program:
         wrt: tuple[str, ...] | None,
         array_params: frozenset[str],
         features: set[str],
+        required: frozenset[str] = frozenset(),
     ) -> None:
         self.params = params
         self.body = body
         self.output = output
         self.guards = guards
+        self.definitions = list(definitions)
         self.imports = imports
         self.constants = constants
         self.closure = closure
@@ -563,6 +698,7 @@ class Program:
         self.wrt = wrt
         self.array_params = array_params
         self.features = frozenset(features)
+        self.required = required  # features the program promised (its focus spellings)
         self.symbols = tuple(sp.Symbol(p, real=True) for p in params)
 
     @property
@@ -617,26 +753,66 @@ class Program:
 
     # -- oracle -----------------------------------------------------------------------------------
     @cached_property
-    def _oracle(self) -> Callable[..., list[Any]]:
-        derivatives = [sp.diff(self.output, s) for s in self.symbols]
-        return sp.lambdify(self.symbols, [self.output, *derivatives], modules="mpmath", cse=True)
+    def _oracle(self) -> tuple[Callable[..., list[Any]], list[Any], list[Any], int]:
+        """One mpmath function computing, in statement order, every SSA value, then the
+        output, sympy's partial derivatives of the output and of every statement with respect
+        to the symbols it reads, and the guards; plus the index plan for the chain rule.
 
-    @cached_property
-    def _guard_fn(self) -> Callable[..., list[Any]]:
-        return sp.lambdify(self.symbols, list(self.guards), modules="mpmath", cse=True)
+        Why statement by statement: the output written as one expression of the parameters
+        inlines every variable at each use, and sympy's differentiation (with its automatic
+        assumption queries) can then take minutes on a program of eight statements.
+        """
+        results: list[sp.Expr] = [self.output]
+
+        def partials(expr: sp.Expr) -> list[tuple[sp.Symbol, int]]:
+            entries = []
+            for symbol in sorted(expr.free_symbols, key=str):
+                results.append(sp.diff(expr, symbol))
+                entries.append((symbol, len(results) - 1))
+            return entries
+
+        output_plan = partials(self.output)
+        statement_plan = [(symbol, partials(expr)) for symbol, expr in self.definitions]
+        guard_start = len(results)
+        results += self.guards
+        definitions = list(self.definitions)
+        fn = sp.lambdify(
+            self.symbols, results, modules=SYMPY_MODULES, cse=lambda es: (definitions, es)
+        )
+        return fn, output_plan, statement_plan, guard_start
+
+    def _evaluate(self, point: Sequence[float]) -> list[Any]:
+        return self._oracle[0](*[mpmath.mpf(float(v)) for v in point])
 
     def oracle_point(self, point: Sequence[float]) -> tuple[float, list[float]]:
-        """Exact value and gradient (all parameters) at one scalar point, rounded to float64."""
+        """Exact value and gradient (all parameters) at one scalar point, rounded to float64.
+
+        sympy differentiates each statement; the chain rule through the statements is the
+        reverse sweep below, at 40 significant digits.
+        """
+        _, output_plan, statement_plan, _ = self._oracle
         with mpmath.workdps(ORACLE_DPS):
-            results = self._oracle(*[mpmath.mpf(float(v)) for v in point])
-            out = [_real(r) for r in results]
-        return out[0], out[1:]
+            results = self._evaluate(point)
+            adjoint: dict[sp.Symbol, Any] = {}
+            for symbol, index in output_plan:
+                adjoint[symbol] = adjoint.get(symbol, 0) + results[index]
+            for target, entries in reversed(statement_plan):
+                weight = adjoint.pop(target, 0)
+                for symbol, index in entries:
+                    adjoint[symbol] = adjoint.get(symbol, 0) + weight * results[index]
+            value = _real(results[0])
+            gradient = [_real(adjoint.get(symbol, mpmath.mpf(0))) for symbol in self.symbols]
+        return value, gradient
 
     def guards_ok(self, point: Sequence[float]) -> bool:
+        """Whether every kink/pole argument is at least GUARD_MARGIN away from zero here."""
         if not self.guards:
             return True
-        with mpmath.workdps(20):
-            values = self._guard_fn(*[mpmath.mpf(float(v)) for v in point])
+        with mpmath.workdps(ORACLE_DPS):
+            try:
+                values = self._evaluate(point)[self._oracle[3] :]
+            except ZeroDivisionError:  # a derivative at a pole: certainly not ok
+                return False
             return all(abs(_real(v)) >= GUARD_MARGIN for v in values)
 
     def points(self, inputs: Inputs) -> list[list[float]]:
@@ -646,6 +822,9 @@ class Program:
             [float(np.broadcast_to(inputs.values[p], (n,))[i]) for p in self.params]
             for i in range(n)
         ]
+
+    def __repr__(self) -> str:  # hypothesis prints draws with repr: show the program
+        return f"<Program\n{self.describe()}>"
 
     def describe(self, inputs: Inputs | None = None) -> str:
         text = f"wrt={self.wrt} arrays={sorted(self.array_params)}\n{self.source}"
@@ -700,11 +879,15 @@ def programs(
     max_statements: int = 8,
     max_depth: int = 3,
     max_params: int = 3,
+    focus: str | None = None,
 ) -> Program:
     """Random function bodies over 1-3 float parameters, with an exact sympy twin.
 
     batched: some parameters will be 1-D arrays at call time, so `math` spellings are excluded
     and in-place augmented assignment never touches a caller's array.
+    focus: a function name (UNARY or BINARY_FUNCTIONS) that the program calls at least once in
+    each of its spellings (srcgrad.functions, NumPy, math, builtin), at random places, so that
+    a test parametrized over FUNCTION_NAMES reaches every function in every spelling.
     """
     n_params = draw(st.integers(1, max_params))
     params = tuple(draw(st.permutations(PARAM_POOL))[:n_params])
@@ -712,9 +895,14 @@ def programs(
     constants = {GLOBAL_NAME: _constant_value(draw)}
     if closure:
         constants[CLOSURE_NAME] = _constant_value(draw)
-    b = Builder(draw, batched, constants, shadow_abs=draw(st.booleans()))
+    shadow_abs = focus != "abs" and draw(st.booleans())  # focus abs: builtin and srcgrad's
+    b = Builder(draw, batched, constants, shadow_abs=shadow_abs, focus=focus)
     if b.shadow_abs:
         b.imports.add("abs")
+    required: frozenset[str] = frozenset()
+    if focus is not None:
+        b.pending = b.spellings(focus)
+        required = frozenset(f"{kind}:{focus}" for kind in b.pending)
     for p, s in zip(params, (sp.Symbol(p, real=True) for p in params), strict=True):
         b.env[p] = Variable(
             Expr(p, s, -INPUT_BOUND, INPUT_BOUND, atomic=True, var=True), fresh=not batched
@@ -737,7 +925,7 @@ def programs(
             value = b.cap(b.binop(b.choose("+-*"), b.cap(own), b.expr(depth - 1)))
             b.features.add("reassign-param" if target in params else "reassign")
             body.append(_assign_source([target], [value]))
-            b.env[target] = Variable(value, fresh=True)
+            b.bind(target, value)
         elif kind == "augassign" and [t for t in targets(True) if b.env[t].fresh]:
             target = b.choose([t for t in targets(True) if b.env[t].fresh])
             body.append(_augassign(b, target, depth))
@@ -753,13 +941,13 @@ def programs(
             b.features.add("tuple-assign")
             body.append(_assign_source([first, second], values))
             for name, value in zip((first, second), values, strict=True):
-                b.env[name] = Variable(value, fresh=True)
+                b.bind(name, value)
         else:
             target = unbound[0] if unbound else b.choose(targets(False) or list(params))
             value = b.cap(_fresh_value(b, b.expr(depth)))
             b.features.add("assign")
             body.append(_assign_source([target], [value]))
-            b.env[target] = Variable(value, fresh=True)
+            b.bind(target, value)
 
     assigned = [n for n in b.env if n not in params]
     result = b.expr(2)
@@ -768,6 +956,8 @@ def programs(
         ref = b.cap(Expr(assigned[-1], last.sym, last.lo, last.hi, atomic=True))
         result = b.binop(b.choose("+-*"), ref, result)
     result = b.cap(result)
+    while b.pending:  # focus spellings the body did not happen to use
+        result = b.cap(b.binop(b.choose("+-*"), result, b.focus_call(2)))
     body.append(f"return {result.src}")
 
     wrt = None
@@ -791,6 +981,7 @@ def programs(
         body=body,
         output=result.sym,
         guards=b.guards,
+        definitions=b.definitions,
         imports=b.imports,
         constants=constants,
         closure=closure,
@@ -798,6 +989,7 @@ def programs(
         wrt=wrt,
         array_params=array_params,
         features=b.features,
+        required=required,
     )
 
 
@@ -825,7 +1017,7 @@ def _augassign(b: Builder, target: str, depth: int) -> str:
     else:
         new = b.binop(op, own, value)
     b.features.add(f"augassign:{op}")
-    b.env[target] = Variable(new, fresh=True)
+    b.bind(target, new)
     return f"{target} {op}= {value.src}"
 
 
