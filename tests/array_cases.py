@@ -14,11 +14,7 @@ oracles. Nothing expected is ever produced by srcgrad.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import inspect
-import itertools
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +26,10 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 from hypothesis import strategies as st
+from support import central_difference, import_source
 
 import srcgrad
 
-_counter = itertools.count()
 _MODULES: dict[tuple[str, str], ModuleType] = {}
 _PROGRAMS: dict[tuple[str, str | None], Program] = {}
 
@@ -46,26 +42,14 @@ AUTOGRAD_RTOL = {np.float64: 1e-9, np.float32: 2e-3}
 FD_RTOL = {np.float64: 1e-5, np.float32: 2e-3}
 ATOL_FRACTION = {np.float64: 1e-8, np.float32: 2e-4}  # of the gradient's largest magnitude
 FD_ATOL_FRACTION = 1e-6
-FD_STEP = 1e-6  # relative to max(1, |x|)
 
 
 def load_module(source: str, directory: Path, flavour: str) -> ModuleType:
     """`source` under a numpy or autograd header, written to `directory` once and imported."""
     key = (source, flavour)
-    if key in _MODULES:
-        return _MODULES[key]
-    text = HEADERS[flavour] + source
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-    name = f"srcgrad_array_case_{next(_counter)}_{digest}"
-    path = directory / f"{name}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    _MODULES[key] = module
-    return module
+    if key not in _MODULES:
+        _MODULES[key] = import_source(HEADERS[flavour] + source, directory, "srcgrad_array_case")
+    return _MODULES[key]
 
 
 @dataclass
@@ -190,23 +174,8 @@ def total(value: Any) -> float:
 
 def central_differences(fn: Callable[..., Any], args: dict[str, Any], name: str) -> Any:
     """d sum(fn(**args)) / d args[name], one element at a time, in float64."""
-    base = args[name]
-
-    def at(shifted: Any) -> float:
-        return total(fn(**dict(args, **{name: shifted})))
-
-    if np.ndim(base) == 0 and not isinstance(base, np.ndarray):
-        h = FD_STEP * max(1.0, abs(base))
-        return (at(base + h) - at(base - h)) / (2 * h)
-    base = np.asarray(base, dtype=np.float64)
-    result = np.empty(base.shape)
-    for i in np.ndindex(base.shape):
-        h = FD_STEP * max(1.0, abs(float(base[i])))
-        up, down = base.copy(), base.copy()
-        up[i] += h
-        down[i] -= h
-        result[i] = (at(up) - at(down)) / (2 * h)
-    return result
+    return central_difference(lambda shifted: total(fn(**dict(args, **{name: shifted}))),
+                              args[name])
 
 
 def autograd_gradient(reference: Callable[..., Any], args: dict[str, Any], name: str) -> Any:

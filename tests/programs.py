@@ -23,11 +23,7 @@ exact gradient well defined and central differences away from the kink.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import itertools
 import math
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +35,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
+from support import import_source
 
 INPUT_BOUND = 2.0  # inputs are drawn from [-INPUT_BOUND, INPUT_BOUND]
 CAP = 30.0  # a subexpression that may exceed this in magnitude is scaled or squashed before reuse
@@ -839,24 +836,12 @@ def _real(value: Any) -> float:
     return float(value)
 
 
-_module_counter = itertools.count()
-
-
 def load_module(source: str, directory: Path) -> Any:
     """Write `source` to a fresh file in `directory` and import it under a unique name.
 
     srcgrad reads function source with `inspect.getsource`, so programs must live in real files.
     """
-    digest = hashlib.sha1(source.encode()).hexdigest()[:10]
-    name = f"srcgrad_generated_{next(_module_counter)}_{digest}"
-    path = directory / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_source(source, directory, "srcgrad_generated")
 
 
 def _assign_source(targets: Sequence[str], values: Sequence[Expr]) -> str:

@@ -36,6 +36,7 @@ from programs import (
     load_module,
     programs,
 )
+from support import central_difference
 
 import srcgrad
 
@@ -49,7 +50,6 @@ FLOAT32_PROGRAMS = 25 * SCALE
 
 SYMPY_RTOL, SYMPY_ATOL = 1e-9, 1e-9
 FD_RTOL, FD_ATOL = 1e-5, 1e-6
-FD_STEP = 1e-6  # relative to max(1, |x|)
 VALUE_RTOL = 1e-12  # srcgrad's value against the plain function's: the same float arithmetic
 
 
@@ -70,23 +70,12 @@ def central_differences(
     plain: Callable[..., Any], program: Program, inputs: Inputs, name: str
 ) -> Any:
     """d sum(plain(...)) / d name, one element at a time: the definition, nothing assumed."""
-    base = inputs.values[name]
 
     def at(shifted: Any) -> float:
         values = dict(inputs.values, **{name: shifted})
         return total(plain(*[values[p] for p in program.params]))
 
-    if np.ndim(base) == 0:
-        h = FD_STEP * max(1.0, abs(base))
-        return (at(base + h) - at(base - h)) / (2 * h)
-    result = np.empty(np.shape(base))
-    for i in range(np.size(base)):
-        h = FD_STEP * max(1.0, abs(float(base[i])))
-        up, down = base.copy(), base.copy()
-        up[i] += h
-        down[i] -= h
-        result[i] = (at(up) - at(down)) / (2 * h)
-    return result
+    return central_difference(at, inputs.values[name])
 
 
 def oracle(program: Program, inputs: Inputs, output_is_array: bool) -> tuple[Any, dict[str, Any]]:

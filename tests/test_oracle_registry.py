@@ -26,6 +26,7 @@ import pytest
 import sympy as sp
 from autograd import elementwise_grad
 from programs import UNARY, load_module
+from support import central_difference
 
 import srcgrad
 import srcgrad.rules
@@ -33,7 +34,6 @@ import srcgrad.rules
 SYMPY_RTOL, SYMPY_ATOL = 1e-10, 1e-12
 AUTOGRAD_RTOL, AUTOGRAD_ATOL = 1e-9, 1e-12
 FD_RTOL, FD_ATOL = 1e-6, 1e-7
-FD_STEP = 1e-6  # relative to max(1, |x|)
 
 try:  # autograd's erf needs SciPy, an optional extra of srcgrad: without it sympy and FD remain
     from autograd.scipy.special import erf as _autograd_erf
@@ -282,19 +282,12 @@ def _exact(name: str, point: tuple[float, ...]) -> tuple[float, list[float]]:
 
 def _central_difference(plain: Callable[..., Any], args: list[Any], i: int) -> Any:
     """d sum(plain) / d args[i], one element at a time (floats are one element)."""
-    base = np.asarray(args[i], dtype=np.float64)
-    result = np.empty(base.shape)
-    for index in np.ndindex(base.shape):
-        h = FD_STEP * max(1.0, abs(float(base[index])))
-        shifted = []
-        for sign in (1, -1):
-            moved = base.copy()
-            moved[index] += sign * h
-            new_args = list(args)
-            new_args[i] = float(moved) if np.ndim(args[i]) == 0 else moved
-            shifted.append(float(np.sum(plain(*new_args))))
-        result[index] = (shifted[0] - shifted[1]) / (2 * h)
-    return result if np.ndim(args[i]) else float(result)
+
+    def at(shifted: Any) -> float:
+        return float(np.sum(plain(*args[:i], shifted, *args[i + 1:])))
+
+    base = float(args[i]) if np.ndim(args[i]) == 0 else args[i]
+    return central_difference(at, base)
 
 
 def _autograd(name: str, args: list[Any], i: int) -> Any:
