@@ -316,7 +316,7 @@ def _check_gradient(
         )
 
 
-def _check_call(name: str, plain: Callable[..., Any], g: Any, args: list[Any]) -> None:
+def check_call(name: str, plain: Callable[..., Any], g: Any, args: list[Any]) -> None:
     """One call of the srcgrad function against all references (args: floats or arrays)."""
     oracle = ORACLES[name]
     value, grads = g(*args)
@@ -347,7 +347,7 @@ def test_primitive_on_floats(case: tuple[str, str], module_dir: Path) -> None:
     name, kind = case
     plain, g = _load(name, kind, module_dir)
     for point in ORACLES[name].points:
-        _check_call(name, plain, g, list(point))
+        check_call(name, plain, g, list(point))
 
 
 @pytest.mark.parametrize("case", ARRAY_CASES, ids=_case_id)
@@ -356,7 +356,7 @@ def test_primitive_on_arrays(case: tuple[str, str], module_dir: Path) -> None:
     name, kind = case
     plain, g = _load(name, kind, module_dir)
     columns = list(zip(*ORACLES[name].points, strict=True))
-    _check_call(name, plain, g, [np.array(c) for c in columns])
+    check_call(name, plain, g, [np.array(c) for c in columns])
 
 
 @pytest.mark.parametrize("case", [c for c in ARRAY_CASES if ORACLES[c[0]].arity == 2], ids=_case_id)
@@ -373,7 +373,7 @@ def test_binary_primitive_broadcasting_a_float(
     column = np.array([p[array_arg] for p in points if _valid_pair(name, p, array_arg, fixed)])
     args: list[Any] = [None, None]
     args[array_arg], args[1 - array_arg] = column, fixed
-    _check_call(name, plain, g, args)
+    check_call(name, plain, g, args)
 
 
 def _valid_pair(name: str, point: tuple[float, ...], array_arg: int, fixed: float) -> bool:
