@@ -18,10 +18,12 @@ def test_mixed_sine_demo_prints_values_derivatives_and_source():
     for line in result.stdout.splitlines():
         fields = line.split()
         try:
-            rows.append([float(f) for f in fields])
+            numbers = [float(f) for f in fields]
         except ValueError:
             continue
-    assert len(rows) == 5 and all(len(row) == 4 for row in rows)
+        if len(numbers) == 4:  # a row of the table: a, value, d/da, by hand
+            rows.append(numbers)
+    assert len(rows) == 5
     for a, value, derivative, by_hand in rows:
         # `a` is printed to 4 decimals: the value is checked to what that rounding allows, and
         # the derivative against the demo's independent `math` column, to the printed digits.
