@@ -363,15 +363,6 @@ def _simplify_pow(graph: Graph, x: Node, y: Node) -> Node | None:
     return None
 
 
-def _simplify_sum_to(graph: Graph, v: Node, x: Node, n: Node) -> Node | None:
-    # Summing is linear: negate or scale the (smaller) sum, not the broadcast array.
-    if v.op == "neg":
-        return graph.apply("neg", graph.apply("sum_to", v.args[0], x, n))
-    if v.op == "mul" and v.args[0].op == CONST:
-        return graph.apply("mul", v.args[0], graph.apply("sum_to", v.args[1], x, n))
-    return None
-
-
 def _simplify_sum_backward(graph: Graph, g: Node, x: Node, axis: Node, keep: Node) -> Node | None:
     # A constant adjoint of a full sum is already in broadcast-compatible form for x.
     if g.op == CONST and axis.op == CONST and axis.value is None:
@@ -381,7 +372,6 @@ def _simplify_sum_backward(graph: Graph, g: Node, x: Node, axis: Node, keep: Nod
 
 _PEEPHOLES: dict[str, Callable[..., Node | None]] = {
     "sum_backward": _simplify_sum_backward,
-    "sum_to": _simplify_sum_to,
     "add": _simplify_add,
     "sub": _simplify_sub,
     "mul": _simplify_mul,
