@@ -257,10 +257,6 @@ def stack_backward(g: Any, axis: int, position: int) -> Any:
 def getitem_backward(g: Any, x: Any, index: Any) -> Any:
     """Adjoint of ``x[index]``: ``g`` scattered back, repeated indices adding up."""
     out = np.zeros(np.shape(x), dtype=np.result_type(g, x, np.float32))
-    if type(index) is int or (type(index) is tuple and all(
-            type(p) in (int, slice) for p in index)):
-        out[index] = g  # basic indexing, recognised without a scan
-        return out
     if _is_basic(index):
         out[index] = g  # basic indexing selects each element at most once
     else:

@@ -74,8 +74,6 @@ def grad_like(g: Any, x: Any, copy: bool = False) -> Any:
     ``b`` is ``a`` itself): the gradient must not alias an input.
     """
     if type(x) is np.ndarray:
-        if type(g) is np.ndarray and g.shape == x.shape and g.dtype is x.dtype and not copy:
-            return g  # the common case, checked first
         dtype = x.dtype if x.dtype.kind in "fc" else np.float64
         if isinstance(g, np.ndarray) and g.shape == x.shape and g.dtype == dtype and not copy:
             return g
