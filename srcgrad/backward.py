@@ -264,12 +264,17 @@ def getitem_backward(g: Any, x: Any, index: Any) -> Any:
     return out
 
 
+_BASIC_PARTS = (int, slice, type(None), type(Ellipsis))
+
+
 def _is_basic(index: Any) -> bool:
-    parts = index if isinstance(index, tuple) else (index,)
+    """Whether ``index`` selects each element at most once (no integer arrays or lists)."""
+    parts = index if type(index) is tuple else (index,)
     for part in parts:
-        if isinstance(part, np.ndarray) and part.dtype != np.bool_:
-            return False
-        if isinstance(part, (list, tuple)):
+        if type(part) in _BASIC_PARTS:  # the common parts, recognised by type alone
+            continue
+        if isinstance(part, (list, tuple)) or (
+                isinstance(part, np.ndarray) and part.dtype != np.bool_):
             return False
     return True
 
