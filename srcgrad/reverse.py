@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import rules
-from .graph import CONST, Graph, Node
+from .graph import Graph, Node
+from .shapes import ShapeClasses
 
 
 @dataclass
@@ -47,7 +48,7 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
     for node in forward:
         if node.id in wanted or any(arg.id in active for arg in node.args):
             active.add(node.id)
-    shapes = _ShapeClasses(scalars)
+    shapes = ShapeClasses(scalars)
 
     contributions: dict[int, list[Node]] = {output.id: [graph.const(1.0)]}
     user_lines: dict[int, list[int | None]] = {output.id: [output.lineno]}
@@ -105,36 +106,7 @@ def _partials(graph: Graph, node: Node) -> tuple[Node | None, ...]:
     return tuple(graph.lift(p) for p in partials)
 
 
-class _ShapeClasses:
-    """For each node, the non-constant leaves its shape may depend on (memoised).
-
-    A node's shape is the broadcast of its class's shapes, so a node whose class is a subset of
-    ``x``'s class broadcasts to ``x``'s shape. Non-elementwise nodes (reductions, products,
-    backward helpers) are a class of their own: nothing is assumed about their shape.
-    """
-
-    def __init__(self, scalars: frozenset[int] = frozenset()) -> None:
-        self._memo: dict[int, frozenset[int]] = {i: frozenset() for i in scalars}
-
-    def of(self, node: Node) -> frozenset[int]:
-        known = self._memo.get(node.id)
-        if known is not None:
-            return known
-        if node.op == CONST:
-            result: frozenset[int] = frozenset()
-        elif node.op in ("sum_to", "sum_product"):
-            result = self.of(node.args[-2])  # summed down to x's shape (or smaller)
-        elif node.op == "expand_to":
-            result = self.of(node.args[1])
-        elif node.is_leaf or not _elementwise(node):
-            result = frozenset({node.id})  # its shape is its own
-        else:
-            result = frozenset().union(*(self.of(a) for a in node.args))
-        self._memo[node.id] = result
-        return result
-
-
-def _reduce(graph: Graph, shapes: _ShapeClasses, term: Node, x: Node, n: Node) -> Node:
+def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node) -> Node:
     """``sum_to(term, x, n)``, with factors no bigger than ``x`` applied after the sum.
 
     Summing ``g * s`` over the axes ``x`` was broadcast along, where ``s`` is constant along
@@ -177,8 +149,3 @@ def _product(graph: Graph, factors: list[Node]) -> Node:
     for factor in factors[1:]:
         result = graph.apply("mul", result, factor)
     return result
-
-
-def _elementwise(node: Node) -> bool:
-    primitive = rules.PRIMITIVES.get(node.op)
-    return node.op == "call" or (primitive is not None and primitive.elementwise)

@@ -172,7 +172,9 @@ defprim("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", None)
 # sum_product(a, b, x, n) = sum_to(a * b, x, n), as a dot product where it can be one.
 PRIMITIVES["sum_product"] = Primitive("sum_product", 4, "_0 * _1", "sg.sum_product(_0, _1, _2, _3)",
                                       None, elementwise=False)
-defprim("call", -1, "", "", None)  # a user function or its derivative, by name
+# A user function or its derivative, by name. Not elementwise: `foo_derive` may describe a
+# function of an array that returns a scalar (a loss) as well as an elementwise one.
+PRIMITIVES["call"] = Primitive("call", -1, "", "", None, elementwise=False)
 # item(t): element attrs[0] of a tuple/list/dict t (a structured parameter, or the partials a
 # user `_derive` returns); attrs[1] is the tuple's length, so the code can unpack it.
 PRIMITIVES["item"] = Primitive("item", 1, "", "", None, elementwise=False)

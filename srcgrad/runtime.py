@@ -37,11 +37,15 @@ def sum_to(v: Any, x_shape: tuple[int, ...], n_shape: tuple[int, ...]) -> Any:
     lead = len(n_shape) - len(x_shape)
     if v_shape == n_shape and n_shape[lead:] == x_shape:  # a bias: sum over leading axes
         return v.sum(axis=tuple(range(lead)))
-    v_full = (1,) * (len(n_shape) - len(v_shape)) + tuple(v_shape)
-    x_full = (1,) * (len(n_shape) - len(x_shape)) + tuple(x_shape)
+    # Align the three shapes at the right (a user function may return something smaller than
+    # its argument, so ``x`` can have more axes than ``n``).
+    rank = max(len(n_shape), len(x_shape), len(v_shape))
+    v_full = (1,) * (rank - len(v_shape)) + tuple(v_shape)
+    x_full = (1,) * (rank - len(x_shape)) + tuple(x_shape)
+    n_full = (1,) * (rank - len(n_shape)) + tuple(n_shape)
     axes = []
     factor = 1
-    for axis, (n_dim, x_dim, v_dim) in enumerate(zip(n_shape, x_full, v_full, strict=True)):
+    for axis, (n_dim, x_dim, v_dim) in enumerate(zip(n_full, x_full, v_full, strict=True)):
         if x_dim == 1 and n_dim != 1:
             if v_dim == 1:
                 factor *= n_dim
@@ -49,9 +53,9 @@ def sum_to(v: Any, x_shape: tuple[int, ...], n_shape: tuple[int, ...]) -> Any:
                 axes.append(axis)
     if axes:
         v = np.sum(np.reshape(v, v_full), axis=tuple(axes), keepdims=True)
-        v = np.reshape(v, np.shape(v)[len(n_shape) - len(x_shape):])
+        v = np.reshape(v, np.shape(v)[rank - len(x_shape):])
     elif len(v_shape) > len(x_shape):
-        v = np.reshape(v, v_full[len(n_shape) - len(x_shape):])
+        v = np.reshape(v, v_full[rank - len(x_shape):])
     return v * factor if factor != 1 else v
 
 

@@ -507,3 +507,40 @@ def test_stable_logsumexp_by_rows(dtype):
     np.testing.assert_allclose(grads.x, softmax(x64, axis=1), rtol=1e-12 if dtype is np.float64
                                else 1e-4, atol=1e-7)
     np.testing.assert_allclose(grads.x.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _squared_norm(z):
+    return np.sum(z * z)
+
+
+def _squared_norm_derive(z):
+    return 2.0 * z
+
+
+def _scaled_bump(x, mu):
+    return np.exp(-((x - mu) ** 2))
+
+
+def _scaled_bump_derive(x, mu):
+    e = np.exp(-((x - mu) ** 2))
+    return -2.0 * (x - mu) * e, 2.0 * (x - mu) * e
+
+
+@grad
+def _user_reduction_times_its_argument(z, w):
+    return _squared_norm(z) * z * w + np.sum(_scaled_bump(z, w))
+
+
+def test_user_function_returning_a_scalar_of_an_array_argument():
+    """A `_derive` may describe a reduction (a loss of an array): its result is a scalar even
+    where it meets its own argument's shape (`f(z) * z`), so its adjoint must be summed."""
+    z = np.array([1.0, 2.0, 3.0])
+    for w in (0.7, np.float64(0.3)):
+        value, grads = _user_reduction_times_its_argument(z, w)
+
+        def reference(z, w):
+            return anp.sum(anp.sum(z * z) * z * w + anp.sum(anp.exp(-((z - w) ** 2))))
+
+        expected = autograd.grad(reference, (0, 1))(z, w)
+        np.testing.assert_allclose(grads.z, expected[0], rtol=1e-12)
+        np.testing.assert_allclose(grads.w, expected[1], rtol=1e-12)
