@@ -52,7 +52,7 @@ def pyplot() -> Any:
 def save(fig: Any, path: Path, dpi: int = 110) -> Path:
     """Save and close ``fig``; print where it went."""
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     pyplot().close(fig)
     print(f"wrote {path}")
     return path
