@@ -25,7 +25,7 @@ import copy
 import keyword
 import linecache
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -33,11 +33,47 @@ import numpy as np
 
 from . import rules, runtime
 from .graph import BOUND, CONST, GLOBAL, PARAM, Node
-from .lower import Lowered
-from .reverse import Adjoints
+from .lower import Lowered, Tree
 
 # Names the templates in `srcgrad.rules` use for the modules they call.
 _TEMPLATE_MODULES = ("np", "math", "sg")
+
+
+@dataclass
+class Section:
+    """One element of the generated function's result, after the value.
+
+    ``fields`` pairs a name with the nodes of that field: one node, or a structured parameter's
+    leaves. ``like`` says whose shape each field takes: ``"param"`` (the field's name is a
+    parameter: a gradient), ``"value"`` (a tangent of the value) or ``"rows"`` (a matrix of
+    blocks: field ``i`` holds row ``i``, entry ``j`` shaped like parameter ``j``). With a
+    ``container`` (a namedtuple type) the fields are returned in it, else the single field bare.
+    """
+
+    fields: list[tuple[str, list[Node | None]]]
+    like: str = "param"
+    container: type | None = None
+    label: str = "Grads"  # the name the container is bound under in the generated code
+
+
+@dataclass
+class Derivation:
+    """What a generated function returns and how its derived values are named."""
+
+    sections: list[Section]
+    adjoint_of: dict[int, Node] = field(default_factory=dict)  # named d_<x>
+    tangent_of: dict[int, Node] = field(default_factory=dict)  # named <x>_dot
+    extra_params: list[str] = field(default_factory=list)  # directions: keyword-only params
+    extra_trees: dict[str, Tree] = field(default_factory=dict)  # structured directions
+    phases: list[tuple[int, str]] = field(default_factory=list)  # (first node id, comment word)
+    differentiated: list[str] = field(default_factory=list)  # parameters given derivatives
+
+    def roots(self) -> list[Node]:
+        nodes: list[Node] = []
+        for section in self.sections:
+            for _, entry in section.fields:
+                nodes += [n for n in entry if n is not None]
+        return nodes
 
 
 @dataclass
@@ -49,16 +85,16 @@ class Generated:
     filename: str  # the linecache key of ``text``
 
 
-def generate(lowered: Lowered, adjoints: Adjoints, wrt: list[str], grads_type: type,
-             first_adjoint_id: int, mixed: tuple[list[str], Adjoints] | None = None
-             ) -> Generated:
-    """Emit, compile and return the value-and-gradient function for ``lowered``.
+def generate(lowered: Lowered, derivation: Derivation,
+             mixed: tuple[list[str], Derivation] | None = None) -> Generated:
+    """Emit, compile and return the function that computes ``lowered``'s value and what
+    ``derivation`` describes (gradients, tangents, Hessian blocks).
 
     ``mixed`` adds a path for calls whose named parameters are Python floats while the others
-    are arrays (a fit: scalar parameters, array data), with adjoints derived knowing that.
+    are arrays (a fit: scalar parameters, array data), with derivatives built knowing that.
     """
-    emitter = _Emitter(lowered, adjoints, wrt, first_adjoint_id, mixed)
-    text, factory_name, bindings = emitter.module_text(grads_type)
+    emitter = _Emitter(lowered, derivation, mixed)
+    text, factory_name, bindings = emitter.module_text()
     parsed = lowered.parsed
     filename = f"<srcgrad: {parsed.name} from {parsed.filename}:{parsed.lineno}>"
     lines = text.splitlines(keepends=True)
@@ -112,25 +148,33 @@ def _float_literal(value: Any) -> ast.expr:
 
 
 class _Emitter:
-    def __init__(self, lowered: Lowered, adjoints: Adjoints, wrt: list[str],
-                 first_adjoint_id: int, mixed: tuple[list[str], Adjoints] | None = None) -> None:
+    def __init__(self, lowered: Lowered, derivation: Derivation,
+                 mixed: tuple[list[str], Derivation] | None = None) -> None:
         self.mixed = mixed
         self.lowered = lowered
         self.parsed = lowered.parsed
-        self.adjoints = adjoints
-        self.wrt = wrt
-        self.first_adjoint_id = first_adjoint_id
-        self.param_names = [p.name for p in self.parsed.params]
+        self.derivation = derivation
+        self.wrt = derivation.differentiated
+        self.trees = {**lowered.trees, **derivation.extra_trees}
+        # The signature's parameters, then the directions (tangents) some modes take.
+        self.param_names = [p.name for p in self.parsed.params] + derivation.extra_params
         taken = set(self.param_names) | set(lowered.live_globals) | set(lowered.bound)
         hints = {n.hint for n in lowered.graph.nodes if n.hint}
         self.helpers: dict[str, str] = {}
-        for helper in (*_TEMPLATE_MODULES, "SCALARS", "Grads", "tuple_new"):
+        for helper in (*_TEMPLATE_MODULES, "SCALARS", "tuple_new"):
             self.helpers[helper] = _fresh(helper, taken | hints)
             taken.add(self.helpers[helper])
+        self.containers: dict[int, str] = {}  # id of a namedtuple type -> its bound name
+        for section in derivation.sections:
+            if section.container is not None and id(section.container) not in self.containers:
+                name = _fresh(section.label, taken | hints)
+                self.containers[id(section.container)] = name
+                self.helpers[name] = name
+                taken.add(name)
         self.reserved = taken  # names no statement may take
 
     # -- the module ------------------------------------------------------------------------------
-    def module_text(self, grads_type: type) -> tuple[str, str, dict[str, Any]]:
+    def module_text(self) -> tuple[str, str, dict[str, Any]]:
         parsed = self.parsed
         fn = parsed.fn
         bindings: dict[str, Any] = {
@@ -138,9 +182,11 @@ class _Emitter:
             self.helpers["math"]: __import__("math"),
             self.helpers["sg"]: runtime,
             self.helpers["SCALARS"]: runtime.SCALARS,
-            self.helpers["Grads"]: grads_type,
-            self.helpers["tuple_new"]: tuple.__new__,
         }
+        for section in self.derivation.sections:
+            if section.container is not None:
+                bindings[self.containers[id(section.container)]] = section.container
+        bindings[self.helpers["tuple_new"]] = tuple.__new__
         bindings.update(self.lowered.bound)
         signature, default_bindings = self._signature(fn)
         bindings.update(default_bindings)
@@ -154,12 +200,10 @@ class _Emitter:
             f'    """Binds srcgrad\'s helpers into `{parsed.name}` once.{live_note}"""',
             "",
             f"    def {parsed.name}({signature}):",
-            f'        """Value and gradient of `{parsed.name}` '
+            f'        """{self._summary()} of `{parsed.name}` '
             f'({_short(parsed.filename)}, line {parsed.lineno}).',
             "",
-            f"        Returns (value, {self.helpers['Grads']}({', '.join(self.wrt)})). "
-            "d_<name> is the derivative of the",
-            "        value (summed over its elements, for an array) with respect to <name>.",
+            *self._returns(),
             '        """',
         ]
         if self.lowered.floats_only:
@@ -174,13 +218,13 @@ class _Emitter:
             for param in self.param_names:
                 out.append(f"                {param} = {self.helpers['np']}.float64({param})")
         if self.mixed is not None:
-            scalars, adjoints = self.mixed
+            scalars, derivation = self.mixed
             condition = " and ".join(f"type({p}) in {self.helpers['SCALARS']}" for p in scalars)
             out.append(f"        if {condition}:")
             out.append(f"            # Scalar {', '.join(scalars)}, array data: factors made of "
                        "scalars are applied after the sums.")
             out += self._array_arguments(" " * 12, skip=set(scalars))
-            out += self._body(scalar=False, indent=" " * 12, adjoints=adjoints)
+            out += self._body(scalar=False, indent=" " * 12, derivation=derivation)
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
         out += self._array_arguments(" " * 8)
         out += self._body(scalar=False, indent=" " * 8)
@@ -192,7 +236,7 @@ class _Emitter:
         """Check (and convert lists) for the array path: `x = sg.as_array(x, ...)`."""
         lines = []
         for param in self.param_names:
-            if param in self.lowered.trees or param in skip:
+            if param in self.trees or param in skip:
                 continue  # a tuple/list/dict of arrays: its elements are used as they are
             differentiated = param in self.wrt
             lines.append(f"{indent}{param} = {self.helpers['sg']}.as_array({param}, {param!r}, "
@@ -218,17 +262,45 @@ class _Emitter:
         for i, param in enumerate(positional):
             parts.append(render(param.name, defaults[i - first_default])
                          if i >= first_default else param.name)
-        if keyword_only:
+        if keyword_only or self.derivation.extra_params:
             parts.append("*")
             for param in keyword_only:
                 parts.append(render(param.name, kwdefaults[param.name])
                              if param.name in kwdefaults else param.name)
+            parts += self.derivation.extra_params  # directions, always passed by keyword
         return ", ".join(parts), bindings
 
+    def _summary(self) -> str:
+        likes = {section.like for section in self.derivation.sections}
+        if likes == {"value"}:
+            return "Value and directional derivative"
+        if "rows" in likes:
+            return "Value, gradient and Hessian"
+        if len(self.derivation.sections) > 1:
+            return "Value, gradient and Hessian-vector product"
+        return "Value and gradient"
+
+    def _returns(self) -> list[str]:
+        """The docstring lines that say what the function returns."""
+        shown = ["value"]
+        for section in self.derivation.sections:
+            names = ", ".join(name for name, _ in section.fields)
+            if section.container is not None:
+                shown.append(f"{self.containers[id(section.container)]}({names})")
+            else:
+                shown.append(names)
+        lines = [f"        Returns ({', '.join(shown)})."]
+        if self.derivation.adjoint_of:
+            lines += ["        d_<name> is the derivative of the value (summed over its elements,",
+                      "        for an array) with respect to <name>."]
+        if self.derivation.tangent_of:
+            lines += ["        <name>_dot is the derivative of <name> along the direction given."]
+        return lines
+
     # -- one path ----------------------------------------------------------------------------------
-    def _body(self, *, scalar: bool, indent: str, adjoints: Adjoints | None = None
+    def _body(self, *, scalar: bool, indent: str, derivation: Derivation | None = None
               ) -> list[str]:
-        path = _Path(self, scalar, adjoints or self.adjoints)
+        path = _Path(self, scalar, derivation or self.derivation)
         pairs = path.emit()
         nodes = [node for node, _ in pairs]
         statements = [stmt for _, stmt in pairs]
@@ -263,13 +335,18 @@ class _Emitter:
         if node.lineno is None or node.op == PARAM:
             return None
         text = self.parsed.source_lines.get(node.lineno, "").strip()
-        if node.id >= self.first_adjoint_id:
-            return f"line {node.lineno}, backward: {text}"
+        phase = None
+        for first_id, word in self.derivation.phases:
+            if node.id >= first_id:
+                phase = word
+        if phase:
+            return f"line {node.lineno}, {phase}: {text}"
         return f"line {node.lineno}: {text}"
 
 
 _FALLBACK = "(ArithmeticError, ValueError)"
-_SHAPE_ARGS = {"sum_to": (1, 2), "sum_product": (2, 3), "expand_to": (1,)}  # shape-only args
+_SHAPE_ARGS = {"sum_to": (1, 2), "sum_product": (2, 3), "expand_to": (1,),  # shape-only args
+               "reduce_to": (1,)}
 _INFIX = {"add": "plus", "sub": "minus", "mul": "times", "div": "over", "pow": "pow"}
 
 
@@ -321,22 +398,23 @@ def _short(filename: str) -> str:
 class _Path:
     """The statements of one path (float or array) over the shared graph."""
 
-    def __init__(self, emitter: _Emitter, scalar: bool, adjoints: Adjoints) -> None:
+    def __init__(self, emitter: _Emitter, scalar: bool, derivation: Derivation) -> None:
         self.emitter = emitter
         self.scalar = scalar
         self.helpers = emitter.helpers
         lowered = emitter.lowered
         self.output = lowered.output
-        self.adjoints = adjoints
-        self.grads = adjoints.grads
-        roots = [self.resolve(self.output)] + [self.resolve(g) for g in self.grads if g is not None]
+        self.derivation = derivation
+        roots = [self.resolve(self.output)] + [self.resolve(g) for g in derivation.roots()]
         order, uses = self._walk(roots)
         self.names: dict[int, str] = {}
         taken = set(emitter.reserved)
         nodes = lowered.graph.nodes
-        self.adjoint_of: dict[int, Node] = {}  # on this path: adjoint node id -> forward node
-        for adjoint_id, forward in adjoints.adjoint_of.items():
-            self.adjoint_of.setdefault(self.resolve(nodes[adjoint_id]).id, forward)
+        # On this path: derived node id -> (the node it derives from, name pattern).
+        self.derived: dict[int, tuple[Node, str]] = {}
+        for table, pattern in ((derivation.adjoint_of, "d_{}"), (derivation.tangent_of, "{}_dot")):
+            for derived_id, forward in table.items():
+                self.derived.setdefault(self.resolve(nodes[derived_id]).id, (forward, pattern))
         # Arguments used only for their shape (by sum_to, expand_to) are read once, as
         # `<name>_shape`, right after they are computed, so the array can be freed early.
         self.shape_refs: list[int] = []
@@ -378,7 +456,7 @@ class _Path:
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
         """The node that computes ``node`` on this path (``sum_to`` is the identity on floats)."""
-        while self.scalar and node.op in ("sum_to", "expand_to"):
+        while self.scalar and node.op in ("sum_to", "expand_to", "reduce_to"):
             node = node.args[0]
         return node
 
@@ -402,13 +480,13 @@ class _Path:
         return sorted(seen.values(), key=lambda n: n.id), uses
 
     def _needs_names(self, order: list[Node], uses: dict[int, int], roots: list[Node]) -> set[int]:
-        names = self.adjoint_of
+        names = self.derived
         need = {r.id for r in roots}
         for node in order:
             if node.is_leaf or node.op == "item":
                 continue
             if node.hint or node.id in names or uses.get(node.id, 0) > 1 or node.op in (
-                    "call", "sum_to", "sum_product"):
+                    "call", "sum_to", "sum_product", "reduce_to"):
                 need.add(node.id)
             template = self._template_text(node)
             if template:
@@ -423,9 +501,10 @@ class _Path:
             return node.hint
         if node is self.resolve(self.output):
             return "value"
-        forward = self.adjoint_of.get(node.id)
-        if forward is not None:
-            return f"d_{self.names.get(forward.id) or self._describe(forward)}"
+        derived = self.derived.get(node.id)
+        if derived is not None:
+            forward, pattern = derived
+            return pattern.format(self.names.get(forward.id) or self._describe(forward))
         return self._describe(node)
 
     def _describe(self, node: Node) -> str:
@@ -571,32 +650,41 @@ class _Path:
         return ast.Tuple(parts, ast.Load())
 
     def result(self) -> ast.expr:
-        """``value, Grads(d_a, d_b)`` with each gradient shaped like its parameter."""
-        grads: list[ast.expr] = []
-        trees = self.emitter.lowered.trees
-        flat = iter(self.grads)
-        for param in self.emitter.wrt:
-            if param in trees:  # a structured parameter: its gradient has its structure
-                grads.append(self.tree_grad(trees[param], flat))
+        """``value, Grads(d_a, d_b)``, and whatever else the derivation returns."""
+        parts = [self.expr(self.output)]
+        for section in self.derivation.sections:
+            fields = [self.field(section, name, nodes) for name, nodes in section.fields]
+            if section.container is None:
+                parts.append(fields[0])
                 continue
-            grad = next(flat)
-            if self.scalar:
-                if grad is None:
-                    grads.append(_float_literal(0.0))
-                    continue
-                grad = self.resolve(grad)
-                value = self.expr(grad)
-                if grad.op == CONST:
-                    grads.append(_float_literal(grad.value))
-                elif grad.is_leaf:
-                    grads.append(ast.Call(ast.Name("float", ast.Load()), [value], []))
-                else:
-                    grads.append(value)
-                continue
-            grads.append(self.final_grad(grad, ast.Name(param, ast.Load())))
-        # `tuple_new(Grads, (...))` (tuple.__new__) builds the namedtuple without its
-        # Python-level __new__, which costs more than the whole derivative of a small function.
-        grads_call = ast.Call(ast.Name(self.helpers["tuple_new"], ast.Load()),
-                              [ast.Name(self.helpers["Grads"], ast.Load()),
-                               ast.Tuple(grads, ast.Load())], [])
-        return ast.Tuple([self.expr(self.output), grads_call], ast.Load())
+            # `tuple_new(Grads, (...))` (tuple.__new__) builds the namedtuple without its
+            # Python-level __new__, which costs more than the whole derivative of a small
+            # function.
+            container = self.emitter.containers[id(section.container)]
+            parts.append(ast.Call(ast.Name(self.helpers["tuple_new"], ast.Load()),
+                                  [ast.Name(container, ast.Load()),
+                                   ast.Tuple(fields, ast.Load())], []))
+        return ast.Tuple(parts, ast.Load())
+
+    def field(self, section: Section, name: str, nodes: list[Node | None]) -> ast.expr:
+        """One field of a section, shaped like its parameter (or the value)."""
+        if section.like == "rows":  # row `name` of a matrix of blocks: one entry per parameter
+            params = [p for p, _ in section.fields]
+            return ast.Tuple([self.field(Section([], "param"), param, [node])
+                              for param, node in zip(params, nodes, strict=True)], ast.Load())
+        trees = self.emitter.trees
+        if section.like == "param" and name in trees:  # its gradient has its structure
+            return self.tree_grad(trees[name], iter(nodes))
+        grad = nodes[0]
+        like: ast.expr = (self.expr(self.output) if section.like == "value"
+                          else ast.Name(name, ast.Load()))
+        if not self.scalar:
+            return self.final_grad(grad, like)
+        if grad is None:
+            return _float_literal(0.0)
+        grad = self.resolve(grad)
+        if grad.op == CONST:
+            return _float_literal(grad.value)
+        if grad.is_leaf:
+            return ast.Call(ast.Name("float", ast.Load()), [self.expr(grad)], [])
+        return self.expr(grad)

@@ -75,7 +75,7 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
         else:
             terms_out = tuple(
                 None if partial is None else graph.apply("mul", adjoint, partial)
-                for partial in _partials(graph, node))
+                for partial in rules.partials_of(node))
         for arg, term in zip(node.args, terms_out, strict=True):
             if arg.id not in active or term is None:
                 continue
@@ -86,24 +86,6 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
             user_lines.setdefault(arg.id, []).append(node.lineno)
     grads = [adjoints.get(node.id) for node in wrt]
     return Adjoints(grads, adjoint_of)
-
-
-def _partials(graph: Graph, node: Node) -> tuple[Node | None, ...]:
-    """One partial derivative per argument of ``node`` (None: no gradient flows)."""
-    if node.op == "call":
-        user: rules.UserFunction = node.attrs[0]
-        derivative = graph.apply("call", *node.args, attrs=(user.derivative,))
-        if len(node.args) == 1:
-            return (derivative,)
-        count = len(node.args)
-        return tuple(graph.apply("item", derivative, attrs=(i, count)) for i in range(count))
-    primitive = rules.PRIMITIVES[node.op]
-    if primitive.partials is None:
-        return (None,) * len(node.args)
-    partials = primitive.partials(*node.args, node)
-    if not isinstance(partials, tuple):
-        partials = (partials,)
-    return tuple(graph.lift(p) for p in partials)
 
 
 def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node) -> Node:

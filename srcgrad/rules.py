@@ -62,6 +62,11 @@ class Primitive:
     signature: tuple[Param, ...] | None = None  # array primitives: how calls bind arguments
     elementwise: bool = True
     needs_full_adjoint: bool = True  # vjp wants the adjoint at the result's full shape
+    # Forward mode for non-elementwise primitives: (tangents, *args, out) -> tangent of the
+    # result (None: zero). Tangents arrive at their argument's full shape unless
+    # ``full_tangents`` is False (rules that broadcast them themselves, like ``sum_to``).
+    jvp: Callable[..., Any] | None = field(default=None, repr=False)
+    full_tangents: bool = True
 
     def scalar_template(self, args: tuple[Node, ...]) -> str:
         """The float-path template for these arguments (``x ** 2`` beats ``math.pow``)."""
@@ -167,11 +172,41 @@ defprim("step",  1, "sg.step(_0)",  "sg.step(_0)", None)  # 1 where x > 0, else 
 defprim("tie_weight", 2, "sg.tie_weight(_0, _1)", "sg.tie_weight(_0, _1)", None)  # 1, 1/2 or 0
 
 # --- engine operations: inserted by srcgrad itself, never written by users ------------------------
+def _sum_terms(*terms: Node | None) -> Node | None:
+    """The sum of the terms that are not None (None if all are): a linear rule's tangent."""
+    present = [t for t in terms if t is not None]
+    if not present:
+        return None
+    total = present[0]
+    for term in present[1:]:
+        total = total + term
+    return total
+
+
+def linear_in_first(name: str) -> Callable[..., Any]:
+    """The forward rule of an operation linear in its first argument, the others fixed
+    (shape references, axes, masks): apply the same operation to the tangent."""
+    build = _op(name)
+    return lambda t, first, *rest, out: None if t[0] is None else build(t[0], *rest)
+
+
+def _sum_product_jvp(t: tuple, a: Node, b: Node, x: Node, n: Node, out: Node) -> Node | None:
+    return _sum_terms(None if t[0] is None else _op("sum_product")(t[0], b, x, n),
+                      None if t[1] is None else _op("sum_product")(a, t[1], x, n))
+
+
 # sum_to(v, x, n): v (broadcastable to n) summed over the axes that n broadcast x along.
-defprim("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", None)
+PRIMITIVES["sum_to"] = Primitive("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", None,
+                                 jvp=linear_in_first("sum_to"), full_tangents=False)
 # sum_product(a, b, x, n) = sum_to(a * b, x, n), as a dot product where it can be one.
 PRIMITIVES["sum_product"] = Primitive("sum_product", 4, "_0 * _1", "sg.sum_product(_0, _1, _2, _3)",
-                                      None, elementwise=False)
+                                      None, elementwise=False, jvp=_sum_product_jvp,
+                                      full_tangents=False)
+# reduce_to(v, out): a forward-mode tangent summed down to the shape of ``out`` (a user function
+# may return a scalar of an array argument, so partial * tangent can be bigger than its result).
+PRIMITIVES["reduce_to"] = Primitive("reduce_to", 2, "_0", "sg.reduce_to(_0, _1)", None,
+                                    elementwise=False, jvp=linear_in_first("reduce_to"),
+                                    full_tangents=False)
 # A user function or its derivative, by name. Not elementwise: `foo_derive` may describe a
 # function of an array that returns a scalar (a loss) as well as an elementwise one.
 PRIMITIVES["call"] = Primitive("call", -1, "", "", None, elementwise=False)
@@ -179,7 +214,41 @@ PRIMITIVES["call"] = Primitive("call", -1, "", "", None, elementwise=False)
 # user `_derive` returns); attrs[1] is the tuple's length, so the code can unpack it.
 PRIMITIVES["item"] = Primitive("item", 1, "", "", None, elementwise=False)
 
-ENGINE_OPS = frozenset({"sum_to", "sum_product", "call", "item"})
+
+def partials_of(node: Node) -> tuple[Node | None, ...]:
+    """One partial derivative per argument of an elementwise node or a user call (None: no
+    gradient flows); both modes multiply them by what flows along the edge."""
+    graph = node.graph
+    if node.op == "call":
+        user: UserFunction = node.attrs[0]
+        if user.derivative is None:
+            raise NoDerivativeRule(node, f"`{user.name}` is a derivative srcgrad was given; "
+                                   "differentiating it again needs its own derivative")
+        derivative = graph.apply("call", *node.args, attrs=(user.derivative,))
+        if len(node.args) == 1:
+            return (derivative,)
+        count = len(node.args)
+        return tuple(graph.apply("item", derivative, attrs=(i, count)) for i in range(count))
+    primitive = PRIMITIVES[node.op]
+    if primitive.partials is None:
+        return (None,) * len(node.args)
+    partials = primitive.partials(*node.args, node)
+    if not isinstance(partials, tuple):
+        partials = (partials,)
+    return tuple(graph.lift(p) for p in partials)
+
+
+class NoDerivativeRule(Exception):
+    """A node whose derivative srcgrad does not know (raised while differentiating; the
+    transform turns it into a `TransformError` pointing at the node's source line)."""
+
+    def __init__(self, node: Node, reason: str) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.reason = reason
+
+
+ENGINE_OPS = frozenset({"sum_to", "sum_product", "reduce_to", "call", "item"})
 HELPER_OPS = frozenset({"sign", "step", "tie_weight"})
 
 

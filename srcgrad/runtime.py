@@ -16,7 +16,7 @@ from .backward import __all__ as _backward
 from .functions import *  # noqa: F403 - generated code reaches every function as sg.<name>
 from .functions import __all__ as _functions
 
-__all__ = [*_functions, *_backward, "SCALARS", "as_array", "grad_like", "sign", "step",
+__all__ = [*_functions, *_backward, "SCALARS", "as_array", "grad_like", "reduce_to", "sign", "step",
            "sum_product", "sum_to", "tie_weight"]  # fmt: skip
 
 SCALARS = (float, int)  # argument types that take the float fast path
@@ -68,6 +68,19 @@ def sum_product(a: Any, b: Any, x_shape: tuple[int, ...], n_shape: tuple[int, ..
             and a.shape == b.shape == n_shape and a.dtype == b.dtype):
         return np.vdot(a, b)
     return sum_to(a * b, x_shape, n_shape)
+
+
+def reduce_to(v: Any, shape: tuple[int, ...]) -> Any:
+    """A forward-mode tangent ``v`` summed down to ``shape`` when it is bigger.
+
+    A user function's partial times a tangent has the argument's shape; for a function that
+    returns a scalar of an array (a loss with a ``_derive``), the tangent is its sum.
+    """
+    v_shape = v.shape if type(v) is np.ndarray else np.shape(v)
+    if len(v_shape) <= len(shape) and all(a in (1, b) for a, b in zip(
+            v_shape[::-1], shape[::-1], strict=False)):
+        return v  # already broadcasts to the result
+    return sum_to(v, shape, v_shape)
 
 
 def grad_like(g: Any, x: Any, copy: bool = False) -> Any:

@@ -31,7 +31,7 @@ class ShapeClasses:
             result: frozenset[int] = frozenset()
         elif node.op in ("sum_to", "sum_product"):
             result = self.of(node.args[-2])  # summed down to x's shape (or smaller)
-        elif node.op == "expand_to":
+        elif node.op in ("expand_to", "reduce_to"):
             result = self.of(node.args[1])
         elif node.is_leaf or not _elementwise(node):
             # Its shape is its own. That includes user functions: `foo_derive` may describe a

@@ -98,15 +98,21 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     for name in wrt:
         tree = lowered.trees.get(name)
         wrt_nodes += tree.leaves() if tree is not None else [lowered.params[name]]
+    grads_type = _grads_type(parsed.name, wrt)
+
+    def derivation(adjoints: reverse.Adjoints) -> codegen.Derivation:
+        return codegen.Derivation(
+            [codegen.Section(_per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
+            adjoint_of=adjoints.adjoint_of, phases=[(first_adjoint_id, "backward")],
+            differentiated=list(wrt))
+
     adjoints = reverse.reverse(graph, lowered.output, wrt_nodes)
     mixed_path = None
     if mixed:
         scalar_ids = frozenset(lowered.params[name].id for name in scalars)
-        mixed_path = (scalars, reverse.reverse(graph, lowered.output, wrt_nodes,
-                                               scalars=scalar_ids))
-    grads_type = _grads_type(parsed.name, wrt)
-    generated = codegen.generate(lowered, adjoints, list(wrt), grads_type, first_adjoint_id,
-                                 mixed_path)
+        mixed_path = (scalars, derivation(reverse.reverse(graph, lowered.output, wrt_nodes,
+                                                          scalars=scalar_ids)))
+    generated = codegen.generate(lowered, derivation(adjoints), mixed_path)
     leaf_names = [n.hint or f"#{n.id}" for n in wrt_nodes]
     view = FunctionGraph(graph, lowered.output, adjoints.grads, leaf_names, first_adjoint_id,
                          parsed.name)
@@ -114,6 +120,19 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
         _CACHE.setdefault(parsed.fn, {})[key] = transform
     return transform
+
+
+def _per_parameter(lowered: lower.Lowered, names: Iterable[str], flat: list[Node | None]
+                   ) -> list[tuple[str, list[Node | None]]]:
+    """``flat`` (one node per differentiated leaf) split into one list per parameter."""
+    fields = []
+    position = 0
+    for name in names:
+        tree = lowered.trees.get(name)
+        count = len(tree.leaves()) if tree is not None else 1
+        fields.append((name, flat[position:position + count]))
+        position += count
+    return fields
 
 
 def _cached(fn: Any, key: tuple) -> Transform | None:
