@@ -1,13 +1,16 @@
 """The mixed sine `sin(a) + 0.2 * sin(5a)`: values, exact derivatives and the generated code.
 
-Run:  python examples/mixed_sine.py            (prints a table and the generated source)
-      python examples/mixed_sine.py --plot     (also saves examples/out/mixed_sine.png;
-                                                needs matplotlib: pip install -e '.[examples]')
+Run:  python examples/mixed_sine.py     (prints a table and the generated source; when
+                                         matplotlib is installed, also saves
+                                         examples/out/mixed_sine/mixed_sine.png)
+Options: --out DIR (where the plot goes), --no-plot, --quick (what the tests run).
+Matplotlib: pip install -e '.[examples]'.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 from pathlib import Path
 
@@ -25,8 +28,14 @@ def mixed_sine(a):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plot", action="store_true", help="save a plot (needs matplotlib)")
-    parser.add_argument("--quick", action="store_true", help="skip the plot (used by tests)")
+    parser.add_argument("--plot", action="store_true",
+                        help="insist on the plot (fails without matplotlib); the default "
+                             "draws it whenever matplotlib is installed")
+    parser.add_argument("--no-plot", action="store_true", help="skip the plot")
+    parser.add_argument("--quick", action="store_true",
+                        help="accepted for symmetry with the other examples (already quick)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the plot (default: examples/out/mixed_sine/)")
     options = parser.parse_args()
 
     print("Python floats in, Python floats out (the math-module fast path):")
@@ -45,22 +54,32 @@ def main() -> None:
     print("\nThe generated code (print(mixed_sine.source)):\n")
     print(mixed_sine.source)
 
-    if options.plot and not options.quick:
-        import matplotlib
+    wanted = options.plot or importlib.util.find_spec("matplotlib") is not None
+    if wanted and not options.no_plot:
+        plot(a, values, grads.a, options.out or Path(__file__).parent / "out" / "mixed_sine")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        out = Path(__file__).parent / "out"
-        out.mkdir(exist_ok=True)
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(a, values, label="sin(a) + 0.2 sin(5a)")
-        ax.plot(a, grads.a, label="derivative (srcgrad)")
-        ax.set_xlabel("a")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "mixed_sine.png", dpi=120)
-        print(f"saved {out / 'mixed_sine.png'}")
+def plot(a: np.ndarray, values: np.ndarray, derivative: np.ndarray, out: Path) -> Path:
+    """The function, srcgrad's derivative, and the hand-derived one dashed on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(a, values, lw=2, label="sin(a) + 0.2 sin(5a)")
+    ax.plot(a, derivative, lw=2, label="derivative (srcgrad)")
+    ax.plot(a, np.cos(a) + np.cos(5 * a), "k--", lw=1, label="cos(a) + cos(5a), by hand")
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ax.set(xlabel="a", xlim=(-np.pi, np.pi), title="mixed_sine and its derivative")
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    path = out / "mixed_sine.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"saved {path}")
+    return path
 
 
 if __name__ == "__main__":

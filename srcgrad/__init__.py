@@ -5,7 +5,7 @@ differentiates that graph in reverse mode and emits a new Python function that r
 and the gradients, on Python floats (fast path) and NumPy arrays (batched, broadcasting).
 """
 
-from . import functions
+from . import data, functions, nn, optim
 from .check import GradientMismatch, GradientReport, check_grad
 from .errors import MissingDerivativeError, SourceUnavailableError, TransformError
 from .rules import register
@@ -19,8 +19,11 @@ __all__ = [
     "SourceUnavailableError",
     "TransformError",
     "check_grad",
+    "data",
     "functions",
     "grad",
+    "nn",
+    "optim",
     "register",
 ]
 __version__ = "0.1.0"
