@@ -44,10 +44,7 @@ def classifier_loss(params, X, y):
     W1, b1, W2, b2, W3, b3 = params
     h1 = np.maximum(0.0, X @ W1 + b1)
     h2 = np.maximum(0.0, h1 @ W2 + b2)
-    z = h2 @ W3 + b3
-    z = z - np.max(z, axis=1, keepdims=True)
-    logp = z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
-    return -np.mean(logp[np.arange(len(y)), y])
+    return nn.softmax_cross_entropy(h2 @ W3 + b3, y)
 
 
 def logits(params: Sequence[np.ndarray], X: np.ndarray) -> np.ndarray:

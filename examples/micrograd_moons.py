@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from common import output_dir, parser, pyplot, save, write_summary
 
-from srcgrad import data, grad
+from srcgrad import data, grad, nn
 from srcgrad.optim import SGD
 
 SIZES = (2, 16, 16, 1)
@@ -40,7 +40,7 @@ def svm_loss(params, X, y):
     h1 = np.maximum(0.0, X @ W1 + b1)
     h2 = np.maximum(0.0, h1 @ W2 + b2)
     scores = (h2 @ W3 + b3)[:, 0]
-    data_loss = np.mean(np.maximum(0.0, 1.0 - y * scores))
+    data_loss = nn.hinge(scores, y)  # mean(relu(1 - y * scores))
     l2 = (np.sum(W1 * W1) + np.sum(b1 * b1) + np.sum(W2 * W2) + np.sum(b2 * b2)
           + np.sum(W3 * W3) + np.sum(b3 * b3))
     return data_loss + 1e-4 * l2

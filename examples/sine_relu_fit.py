@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from common import output_dir, parser, pyplot, save, save_gif, snapshot_steps, write_summary
 
-from srcgrad import grad
+from srcgrad import grad, nn
 from srcgrad.optim import Adam
 
 UNITS = 30
@@ -26,7 +26,7 @@ def relu_loss(params, x, y):
     """Mean squared error of the ReLU sum against sin on the sample points."""
     w, b, a, c = params
     hidden = np.maximum(0.0, x[:, None] * w + b)
-    return np.mean((hidden @ a + c - y) ** 2)
+    return nn.mse(hidden @ a + c, y)
 
 
 def predict(params: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
