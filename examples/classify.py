@@ -123,7 +123,10 @@ def train(name: str, options: Any) -> dict[str, Any]:
             "test_accuracy": history["test"][-1], "train_accuracy": history["train"][-1]}
 
 
-def _plane(X: np.ndarray, steps: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+RESOLUTION = {"full": 200, "quick": 90}  # grid points per side of a decision-boundary image
+
+
+def _plane(X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A square window around the points (so every panel has the same shape) as a grid."""
     centre = (X.min(axis=0) + X.max(axis=0)) / 2
     half = float(np.max(X.max(axis=0) - X.min(axis=0))) / 2 + 0.3
@@ -133,11 +136,11 @@ def _plane(X: np.ndarray, steps: int = 200) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def draw_boundary(ax: Any, params: Sequence[np.ndarray], result: dict[str, Any],
-                  title: str, test_points: bool = True) -> None:
+                  title: str, test_points: bool = True, resolution: int = 200) -> None:
     """Shade P(class 1), draw the 0.5 contour and the points (test points as crosses)."""
     X_train, y_train = result["train"]
     X_test, y_test = result["test"]
-    gx, gy, grid = _plane(np.concatenate([X_train, X_test]))
+    gx, gy, grid = _plane(np.concatenate([X_train, X_test]), resolution)
     p = probability(params, grid).reshape(gx.shape)
     ax.contourf(gx, gy, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.4)
     ax.contour(gx, gy, p, levels=[0.5], colors="k", linewidths=1.5)
@@ -149,13 +152,13 @@ def draw_boundary(ax: Any, params: Sequence[np.ndarray], result: dict[str, Any],
     ax.grid(False)
 
 
-def plots(result: dict[str, Any], out: Path) -> list[Path]:
+def plots(result: dict[str, Any], out: Path, resolution: int) -> list[Path]:
     """The three pictures of one trained data set."""
     plt = pyplot()
     name, history = result["name"], result["history"]
     fig, ax = plt.subplots(figsize=(5, 5))
     draw_boundary(ax, result["params"], result,
-                  f"{name}: test accuracy {result['test_accuracy']:.3f}")
+                  f"{name}: test accuracy {result['test_accuracy']:.3f}", resolution=resolution)
     files = [save(fig, out / f"{name}_boundary.png")]
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -171,18 +174,20 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
     snapshots = result["snapshots"]
     fig, axes = plt.subplots(1, len(snapshots), figsize=(3 * len(snapshots), 3.2))
     for ax, (epoch, params) in zip(np.atleast_1d(axes), snapshots.items(), strict=True):
-        draw_boundary(ax, params, result, f"epoch {epoch}", test_points=False)
+        draw_boundary(ax, params, result, f"epoch {epoch}", test_points=False,
+                      resolution=resolution)
     files.append(save(fig, out / f"{name}_epochs.png", dpi=80))
     return files
 
 
-def montage(results: list[dict[str, Any]], out: Path) -> Path:
+def montage(results: list[dict[str, Any]], out: Path, resolution: int) -> Path:
     """All data sets' final boundaries side by side."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(3.3 * len(results), 3.5))
     for ax, result in zip(np.atleast_1d(axes), results, strict=True):
         draw_boundary(ax, result["params"], result,
-                      f"{result['name']}: test {result['test_accuracy']:.3f}")
+                      f"{result['name']}: test {result['test_accuracy']:.3f}",
+                      resolution=resolution)
     return save(fig, out / "all_boundaries.png", dpi=90)
 
 
@@ -218,10 +223,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--graphviz", action="store_true",
                    help="also write the loss's computation graph (.dot, .svg if possible)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-plots", action="store_true",
+                   help="train and report only: no images (summary.json is still written)")
     options = p.parse_args(argv)
     if options.epochs is None:
         options.epochs = 25 if options.quick else 100
     out = output_dir(options.out, "classify")
+    resolution = RESOLUTION["quick" if options.quick else "full"]
     names = list(DATASETS) if options.dataset == "all" else [options.dataset]
     results, files = [], []
     for name in names:
@@ -230,9 +238,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"{name}: train accuracy {result['train_accuracy']:.3f}, test accuracy "
               f"{result['test_accuracy']:.3f}, {options.epochs} epochs in "
               f"{result['seconds']:.2f} s")
-        files += plots(result, out)
-    if len(results) > 1:
-        files.append(montage(results, out))
+        if not options.no_plots:
+            files += plots(result, out, resolution)
+    if len(results) > 1 and not options.no_plots:
+        files.append(montage(results, out, resolution))
     if options.graphviz:
         files += graphviz(out, names[-1])
     summary = {

@@ -210,7 +210,8 @@ def test_classify_quick_generalises_on_every_dataset(tmp_path):
 
 def test_classify_defaults_reach_97_percent_on_every_dataset(tmp_path):
     """The issue's bar, with the defaults (a full run: about 1.5 s of training in all)."""
-    _, summary = run_example("classify", "--dataset", "all", "--quiet", out=tmp_path)
+    _, summary = run_example("classify", "--dataset", "all", "--quiet", "--no-plots",
+                             out=tmp_path)
     assert summary["options"]["epochs"] == 100
     for name, make in GENERATORS.items():
         assert summary["datasets"][name]["test_accuracy"] >= 0.97, name
