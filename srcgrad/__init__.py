@@ -8,6 +8,7 @@ and the gradients, on Python floats (fast path) and NumPy arrays (batched, broad
 from . import data, functions, nn, optim
 from .check import GradientMismatch, GradientReport, check_grad
 from .errors import MissingDerivativeError, SourceUnavailableError, TransformError
+from .modes import forward, hessian, hvp, jacobian, jvp
 from .rules import register
 from .transform import GradFunction, grad
 
@@ -20,8 +21,13 @@ __all__ = [
     "TransformError",
     "check_grad",
     "data",
+    "forward",
     "functions",
     "grad",
+    "hessian",
+    "hvp",
+    "jacobian",
+    "jvp",
     "nn",
     "optim",
     "register",

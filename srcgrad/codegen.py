@@ -62,7 +62,8 @@ class Derivation:
 
     sections: list[Section]
     adjoint_of: dict[int, Node] = field(default_factory=dict)  # named d_<x>
-    tangent_of: dict[int, Node] = field(default_factory=dict)  # named <x>_dot
+    tangent_of: dict[int, Node] = field(default_factory=dict)  # named <x>_dot ...
+    tangent_names: dict[int, str] = field(default_factory=dict)  # ... or by this pattern
     extra_params: list[str] = field(default_factory=list)  # directions: keyword-only params
     extra_trees: dict[str, Tree] = field(default_factory=dict)  # structured directions
     phases: list[tuple[int, str]] = field(default_factory=list)  # (first node id, comment word)
@@ -83,6 +84,7 @@ class Generated:
     function: Callable[..., Any]
     text: str  # exactly what was compiled (and what tracebacks show)
     filename: str  # the linecache key of ``text``
+    extra_params: list[str] = field(default_factory=list)  # keyword-only directions
 
 
 def generate(lowered: Lowered, derivation: Derivation,
@@ -106,7 +108,7 @@ def generate(lowered: Lowered, derivation: Derivation,
     function.__defaults__ = getattr(parsed.fn, "__defaults__", None)
     function.__kwdefaults__ = getattr(parsed.fn, "__kwdefaults__", None)
     function.__module__ = getattr(parsed.fn, "__module__", None)
-    return Generated(function, text, filename)
+    return Generated(function, text, filename, list(derivation.extra_params))
 
 
 @cache
@@ -285,7 +287,9 @@ class _Emitter:
         shown = ["value"]
         for section in self.derivation.sections:
             names = ", ".join(name for name, _ in section.fields)
-            if section.container is not None:
+            if section.like == "rows":
+                shown.append(f"H with H[i][j] = d2 value / (d p_i d p_j), p = ({names})")
+            elif section.container is not None:
                 shown.append(f"{self.containers[id(section.container)]}({names})")
             else:
                 shown.append(names)
@@ -414,7 +418,8 @@ class _Path:
         self.derived: dict[int, tuple[Node, str]] = {}
         for table, pattern in ((derivation.adjoint_of, "d_{}"), (derivation.tangent_of, "{}_dot")):
             for derived_id, forward in table.items():
-                self.derived.setdefault(self.resolve(nodes[derived_id]).id, (forward, pattern))
+                own = derivation.tangent_names.get(derived_id, pattern)
+                self.derived.setdefault(self.resolve(nodes[derived_id]).id, (forward, own))
         # Arguments used only for their shape (by sum_to, expand_to) are read once, as
         # `<name>_shape`, right after they are computed, so the array can be freed early.
         self.shape_refs: list[int] = []
@@ -570,6 +575,16 @@ class _Path:
 
     def compute(self, node: Node) -> ast.expr:
         """The expression that computes ``node`` from its arguments."""
+        if self.scalar and node.op in ("mul", "neg", "add", "sub") and all(
+                a.is_const and type(a.value) in (int, float) for a in self.args_of(node)):
+            # `200.0 * sum_to(1.0, ...)` is a constant on floats: print it folded.
+            return _literal(float(rules.PRIMITIVES[node.op].fold(
+                *(a.value for a in self.args_of(node)))))
+        if self.scalar and node.op == "mul":  # `sum_to(1.0, ...) * x` is `x` on floats
+            left, right = self.args_of(node)
+            for one, other in ((left, right), (right, left)):
+                if one.op == CONST and one.value == 1 and not other.is_const:
+                    return self.expr(other)
         args = [self.expr(a) for a in self.args_of(node)]
         for position in () if self.scalar else _SHAPE_ARGS.get(node.op, ()):
             arg = self.resolve(node.args[position])
@@ -654,6 +669,9 @@ class _Path:
         parts = [self.expr(self.output)]
         for section in self.derivation.sections:
             fields = [self.field(section, name, nodes) for name, nodes in section.fields]
+            if section.like == "rows":  # a matrix of blocks: a tuple of rows
+                parts.append(ast.Tuple(fields, ast.Load()))
+                continue
             if section.container is None:
                 parts.append(fields[0])
                 continue

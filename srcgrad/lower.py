@@ -67,6 +67,16 @@ class Tree:
 Structure = Any  # None for a leaf, else (kind, keys, child structures): hashable
 
 
+def mirror(graph: Graph, parent: Node, tree: Tree) -> Tree:
+    """`item` nodes of ``parent`` with ``tree``'s structure (a direction beside a parameter)."""
+    count = None if tree.kind == "dict" else len(tree.keys)
+    children = []
+    for key, child in zip(tree.keys, tree.children, strict=True):
+        item = graph.apply("item", parent, attrs=(key, count))
+        children.append(item if isinstance(child, Node) else mirror(graph, item, child))
+    return Tree(tree.kind, tree.keys, tuple(children))
+
+
 def structure_of(value: Any) -> Structure:
     """The structure srcgrad sees in an argument: containers of arrays, or a leaf."""
     if isinstance(value, dict):

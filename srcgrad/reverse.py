@@ -36,11 +36,13 @@ class Adjoints:
 
 
 def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool = True,
-            scalars: frozenset[int] = frozenset()) -> Adjoints:
+            scalars: frozenset[int] = frozenset(), seed: Node | None = None) -> Adjoints:
     """Add the adjoint computation of ``output`` w.r.t. ``wrt`` to ``graph``.
 
     ``scalars`` names leaves known to be scalars on the path this serves: their shape class is
-    empty, like a constant's, so factors made of them leave broadcast sums.
+    empty, like a constant's, so factors made of them leave broadcast sums. ``seed`` is the
+    adjoint of the output (default 1: the gradient of the sum of its elements); a
+    vector-Jacobian product passes a parameter.
     """
     forward = graph.reachable([output])
     wanted = {node.id for node in wrt}
@@ -50,7 +52,7 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
             active.add(node.id)
     shapes = ShapeClasses(scalars)
 
-    contributions: dict[int, list[Node]] = {output.id: [graph.const(1.0)]}
+    contributions: dict[int, list[Node]] = {output.id: [seed or graph.const(1.0)]}
     user_lines: dict[int, list[int | None]] = {output.id: [output.lineno]}
     adjoints: dict[int, Node] = {}  # forward node id -> its adjoint
     adjoint_of: dict[int, Node] = {}

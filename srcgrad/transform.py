@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import codegen, lower, parse, reverse
+from . import codegen, lower, parse, reverse, rules
 from .graph import Graph, Node
 
 
@@ -35,12 +35,13 @@ class FunctionGraph:
     """The define-and-run graph of a decorated function (forward and adjoint nodes)."""
 
     def __init__(self, graph: Graph, output: Node, grads: list[Node | None], wrt: list[str],
-                 first_adjoint_id: int, name: str) -> None:
+                 first_adjoint_id: int, name: str, derived: list[Node] | None = None) -> None:
         self.graph = graph
         self.output = output
         self.grads = dict(zip(wrt, grads, strict=True))
         self.first_adjoint_id = first_adjoint_id
         self.name = name
+        self.derived = derived if derived is not None else [g for g in grads if g is not None]
 
     @property
     def nodes(self) -> list[Node]:
@@ -48,10 +49,7 @@ class FunctionGraph:
         return self.graph.reachable(self._roots(adjoints=True))
 
     def _roots(self, adjoints: bool) -> list[Node]:
-        roots = [self.output]
-        if adjoints:
-            roots += [g for g in self.grads.values() if g is not None]
-        return roots
+        return [self.output, *self.derived] if adjoints else [self.output]
 
     def to_dot(self, adjoints: bool = True) -> str:
         """Graphviz DOT text: forward nodes, and (unless ``adjoints=False``) the adjoints.
@@ -75,54 +73,71 @@ _CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, Transform]] = weakref.WeakKey
 SCALAR = "scalar"  # the structure of a Python float or int argument
 
 
+Deriver = Callable[[lower.Lowered, tuple[str, ...], list[Node], frozenset[int]],
+                   codegen.Derivation]
+
+
+def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],
+             scalars: frozenset[int]) -> codegen.Derivation:
+    """What `grad` computes: reverse mode, one gradient per parameter in ``wrt``."""
+    graph = lowered.graph
+    first_adjoint_id = len(graph.nodes)
+    adjoints = reverse.reverse(graph, lowered.output, wrt_nodes, scalars=scalars)
+    grads_type = _grads_type(lowered.parsed.name, wrt)
+    return codegen.Derivation(
+        [codegen.Section(per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
+        adjoint_of=adjoints.adjoint_of, phases=[(first_adjoint_id, "backward")],
+        differentiated=list(wrt))
+
+
 def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
-          structures: dict[str, lower.Structure] | None = None) -> Transform:
-    """Source checked by `parse` -> graph -> adjoints -> compiled function.
+          structures: dict[str, lower.Structure] | None = None,
+          derive: Deriver = gradient, mode: str = "grad") -> Transform:
+    """Source checked by `parse` -> graph -> derivatives (``derive``) -> compiled function.
 
     ``structures`` describes the first call's arguments: containers of arrays, and which
     arguments were Python scalars (`SCALAR`). Scalars among array arguments earn the generated
-    function a path of its own, where factors made of them leave the broadcast sums.
+    function a path of its own, where factors made of them leave the broadcast sums. ``mode``
+    names what ``derive`` computes, for the cache.
     """
     structures = structures or {}
     scalars = [name for name, kind in structures.items() if kind == SCALAR]
     mixed = bool(scalars) and len(scalars) < len(parsed.params)
     structures = {k: v for k, v in structures.items() if v is not None and v != SCALAR}
-    key = (wrt, tuple(sorted(structures.items())), tuple(scalars) if mixed else ())
+    key = (mode, wrt, tuple(sorted(structures.items())), tuple(scalars) if mixed else ())
     cached = _cached(parsed.fn, key)
     if cached is not None:
         return cached
     lowered = lower.lower(parsed, structures)
     graph = lowered.graph
-    first_adjoint_id = len(graph.nodes)
+    first_derived_id = len(graph.nodes)
     wrt_nodes: list[Node] = []
     for name in wrt:
         tree = lowered.trees.get(name)
         wrt_nodes += tree.leaves() if tree is not None else [lowered.params[name]]
-    grads_type = _grads_type(parsed.name, wrt)
-
-    def derivation(adjoints: reverse.Adjoints) -> codegen.Derivation:
-        return codegen.Derivation(
-            [codegen.Section(_per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
-            adjoint_of=adjoints.adjoint_of, phases=[(first_adjoint_id, "backward")],
-            differentiated=list(wrt))
-
-    adjoints = reverse.reverse(graph, lowered.output, wrt_nodes)
-    mixed_path = None
-    if mixed:
-        scalar_ids = frozenset(lowered.params[name].id for name in scalars)
-        mixed_path = (scalars, derivation(reverse.reverse(graph, lowered.output, wrt_nodes,
-                                                          scalars=scalar_ids)))
-    generated = codegen.generate(lowered, derivation(adjoints), mixed_path)
+    try:
+        derivation = derive(lowered, wrt, wrt_nodes, frozenset())
+        mixed_path = None
+        if mixed:
+            scalar_ids = frozenset(lowered.params[name].id for name in scalars)
+            mixed_path = (scalars, derive(lowered, wrt, wrt_nodes, scalar_ids))
+    except rules.NoDerivativeRule as missing:
+        raise parsed.error(f"srcgrad cannot differentiate this line: {missing.reason}.",
+                           lineno=missing.node.lineno) from None
+    generated = codegen.generate(lowered, derivation, mixed_path)
+    first_section = derivation.sections[0]
     leaf_names = [n.hint or f"#{n.id}" for n in wrt_nodes]
-    view = FunctionGraph(graph, lowered.output, adjoints.grads, leaf_names, first_adjoint_id,
-                         parsed.name)
+    flat = [node for _, nodes in first_section.fields for node in nodes]
+    grads = flat if len(flat) == len(leaf_names) else [None] * len(leaf_names)
+    view = FunctionGraph(graph, lowered.output, grads, leaf_names, first_derived_id,
+                         parsed.name, derivation.roots())
     transform = Transform(generated.function, generated, view)
     with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
         _CACHE.setdefault(parsed.fn, {})[key] = transform
     return transform
 
 
-def _per_parameter(lowered: lower.Lowered, names: Iterable[str], flat: list[Node | None]
+def per_parameter(lowered: lower.Lowered, names: Iterable[str], flat: list[Node | None]
                    ) -> list[tuple[str, list[Node | None]]]:
     """``flat`` (one node per differentiated leaf) split into one list per parameter."""
     fields = []
@@ -156,8 +171,16 @@ class GradFunction:
     """
 
     __wrapped__: Callable[..., Any]
+    # What the generated function computes (other modes subclass with their own), and whether
+    # calls may go straight to it (the same arguments as the user's function).
+    _derive: Deriver = staticmethod(gradient)
+    _mode = "grad"
+    _direct_calls = True
 
     def __init__(self, fn: Callable[..., Any], wrt: tuple[str, ...] | None) -> None:
+        original = getattr(fn, "__srcgrad_transform__", None)
+        if original is not None:  # `hessian(f)` of a decorated `f`: start from f's source
+            fn = original.__wrapped__
         functools.update_wrapper(self, fn)
         self._parsed = parse.parse_function(fn)
         names = [p.name for p in self._parsed.params]
@@ -167,9 +190,11 @@ class GradFunction:
 
     def _build(self, structures: dict[str, Any] | None = None) -> Transform:
         if self._transform is None:
-            self._transform = build(self._parsed, self.wrt, structures)
-            # From now on calling this object runs the generated function directly.
-            type(self).__call__ = staticmethod(self._transform.function)
+            self._transform = build(self._parsed, self.wrt, structures, self._derive,
+                                    self._mode)
+            if self._direct_calls:
+                # From now on calling this object runs the generated function directly.
+                type(self).__call__ = staticmethod(self._transform.function)
         return self._transform
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
