@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     fitted, losses, path = fit(x, y, START, steps)
     seconds = time.perf_counter() - began
     print(f"{steps} Adam steps in {seconds * 1e3:.1f} ms "
-          f"({seconds / steps * 1e6:.1f} us per value-and-gradient step)")
+          f"({seconds / steps * 1e6:.1f} us per step: value, gradient and Adam's update)")
     print(f"{'':8}{'truth':>10}{'fitted':>10}{'error':>9}")
     for name, true in TRUTH.items():
         print(f"{name:8}{true:10.4f}{fitted[name]:10.4f}{abs(fitted[name] / true - 1):9.2%}")

@@ -73,7 +73,7 @@ def plot(a: np.ndarray, values: np.ndarray, derivative: np.ndarray, out: Path) -
     ax.plot(a, np.cos(a) + np.cos(5 * a), "k--", lw=1, label="cos(a) + cos(5a), by hand")
     ax.axhline(0.0, color="0.7", lw=0.8)
     ax.set(xlabel="a", xlim=(-np.pi, np.pi), title="mixed_sine and its derivative")
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="upper left", fontsize=9)
     fig.tight_layout()
     path = out / "mixed_sine.png"
     fig.savefig(path, dpi=110)
