@@ -13,6 +13,7 @@ with a zero gradient (`np.arange`, `len`, `np.argmax`, `np.floor`, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from typing import Any
 
@@ -90,6 +91,9 @@ transpose_backward = defhelper("transpose_backward", 2, jvp=linear_in_first("tra
 reshape_backward = defhelper("reshape_backward", 2, jvp=linear_in_first("reshape_backward"))
 getitem_backward = defhelper("getitem_backward", 3, jvp=linear_in_first("getitem_backward"))
 expand_to = defhelper("expand_to", 2, jvp=linear_in_first("expand_to"))
+PRIMITIVES["expand_to"] = dataclasses.replace(  # a broadcast: its adjoint is a sum
+    PRIMITIVES["expand_to"], vjp=lambda g, v, x, out: (_op("sum_to")(g, v, x), None),
+    needs_full_adjoint=False)
 where_mask = defhelper("where_mask", 1, elementwise=True)
 clip_inside = defhelper("clip_inside", 3, elementwise=True)
 clip_below = defhelper("clip_below", 2, elementwise=True)

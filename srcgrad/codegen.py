@@ -461,7 +461,8 @@ class _Path:
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
         """The node that computes ``node`` on this path (``sum_to`` is the identity on floats)."""
-        while self.scalar and node.op in ("sum_to", "expand_to", "reduce_to"):
+        while node.op == "alias" or (self.scalar and node.op in ("sum_to", "expand_to",
+                                                                   "reduce_to")):
             node = node.args[0]
         return node
 
@@ -509,6 +510,7 @@ class _Path:
         derived = self.derived.get(node.id)
         if derived is not None:
             forward, pattern = derived
+            forward = self.resolve(forward)  # the adjoint of `alias(x)` is named after x
             return pattern.format(self.names.get(forward.id) or self._describe(forward))
         return self._describe(node)
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import inspect
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +47,13 @@ class _Method:
 
 @dataclass(frozen=True)
 class Tree:
-    """A structured parameter (tuple, list or dict, nested) whose leaves are `item` nodes."""
+    """A structured value (tuple, list or dict, nested): a structured parameter, whose leaves
+    are `item` nodes, or the ``(value, grads)`` pair of an inlined `grad` call."""
 
     kind: str  # "tuple", "list" or "dict"
     keys: tuple
     children: tuple  # Node (a leaf) or Tree, one per key
+    fields: tuple = ()  # a namedtuple's field names (`grads.x`)
 
     def leaves(self) -> list[Node]:
         out: list[Node] = []
@@ -64,6 +68,7 @@ class Tree:
         return None
 
 
+_MAX_INLINE_DEPTH = 8  # nested `grad` calls (third order needs 3)
 Structure = Any  # None for a leaf, else (kind, keys, child structures): hashable
 
 
@@ -107,9 +112,19 @@ class Lowered:
     floats_only: bool = True  # every global/closure value is a plain number: float path valid
 
 
-def lower(parsed: ParsedFunction, structures: dict[str, Structure] | None = None) -> Lowered:
-    """Build the forward graph of ``parsed``; ``structures`` describe structured arguments."""
-    return _Lowering(parsed, structures or {}).run()
+Differentiate = Callable[[Graph, Node, list[Node]], list[Node | None]]
+
+
+def lower(parsed: ParsedFunction, structures: dict[str, Structure] | None = None,
+          differentiate: Differentiate | None = None) -> Lowered:
+    """Build the forward graph of ``parsed``; ``structures`` describe structured arguments.
+
+    ``differentiate(graph, output, wrt)`` adds gradient nodes to the graph: given, a call to
+    a function decorated with `grad` is inlined as its value and gradient (so the caller can
+    itself be differentiated: second and higher derivatives). It is passed in, rather than
+    imported, because reverse mode comes after lowering in srcgrad's pipeline.
+    """
+    return _Lowering(parsed, structures or {}, differentiate).run()
 
 
 def _is_plain_number(value: Any) -> bool:
@@ -122,11 +137,20 @@ def _is_array_like(value: Any) -> bool:
 
 
 class _Lowering:
-    def __init__(self, parsed: ParsedFunction, structures: dict[str, Structure]) -> None:
+    def __init__(self, parsed: ParsedFunction, structures: dict[str, Structure],
+                 differentiate: Differentiate | None = None,
+                 caller: _Lowering | None = None) -> None:
         self.parsed = parsed
         self.structures = structures
+        self.differentiate = differentiate
         fn = parsed.fn
         self.globals: dict[str, Any] = getattr(fn, "__globals__", {})
+        # The module the generated code runs in: the outermost function's. An inlined
+        # function's globals are read live only when they are that same module's.
+        self.code_globals = caller.code_globals if caller else self.globals
+        self.globals_live = self.globals is self.code_globals
+        self.caller = caller
+        self.depth = caller.depth + 1 if caller else 0
         code = fn.__code__
         cells = fn.__closure__ or ()
         self.closure: dict[str, Any] = {}
@@ -134,10 +158,12 @@ class _Lowering:
             # An empty cell (assigned later in the outer scope) raises ValueError: skip it.
             with contextlib.suppress(ValueError):
                 self.closure[name] = cell.cell_contents
-        self.graph = Graph(rules.OPS)
+        self.graph = caller.graph if caller else Graph(rules.OPS)
         self.env: dict[str, Node | _Static] = {}
-        self.result = Lowered(parsed, self.graph, output=None, params={})  # type: ignore[arg-type]
+        self.result = caller.result if caller else Lowered(
+            parsed, self.graph, output=None, params={})  # type: ignore[arg-type]
         self._user_functions: dict[int, rules.UserFunction] = {}
+        self.fixed_lineno: int | None = None  # an inlined body: every node at the call's line
 
     def run(self) -> Lowered:
         graph = self.graph
@@ -154,8 +180,15 @@ class _Lowering:
                 tree = self.tree(node, structure)
                 self.env[param.name] = self.result.trees[param.name] = tree
                 graph.lineno = self.parsed.lineno
+        self.result.output = self.body()
+        return self.result
+
+    def body(self) -> Node:
+        """Lower the statements; the returned value's node."""
+        graph = self.graph
+        output = None
         for stmt in self.parsed.body:
-            graph.lineno = stmt.lineno
+            graph.lineno = self.fixed_lineno or stmt.lineno
             if isinstance(stmt, Assign):
                 values = [self.expr(v) for v in stmt.values]
                 for target in stmt.targets:
@@ -168,12 +201,14 @@ class _Lowering:
                                     stmt.values[0])
             else:
                 output = self.expr(stmt.value)
-                if isinstance(output, _Static):
+                if not isinstance(output, Node):
+                    what = _describe(output.value) if isinstance(output, _Static) else (
+                        "a tuple (a `grad` function returns `(value, grads)`: unpack it, "
+                        "`value, (d_x,) = f(x)`, and return one of them)")
                     raise self.parsed.error(
-                        f"`{self.parsed.name}` returns {_describe(output.value)}, not a number "
-                        "or array.", stmt.value)
-                self.result.output = output
-        return self.result
+                        f"`{self.parsed.name}` returns {what}, not a number or array.",
+                        stmt.value)
+        return output
 
     def tree(self, parent: Node, structure: Structure) -> Tree:
         """`item` nodes for every element of a structured parameter."""
@@ -247,7 +282,8 @@ class _Lowering:
         if name in self.closure:
             return self.classify(self.closure[name], name, node, where="closure")
         if name in self.globals:
-            return self.classify(self.globals[name], name, node, where="global")
+            return self.classify(self.globals[name], name, node,
+                                 where="global" if self.globals_live else "closure")
         if hasattr(builtins, name):
             return self.classify(getattr(builtins, name), name, node, where="builtin")
         raise self.parsed.error(
@@ -255,8 +291,14 @@ class _Lowering:
             "closure, its module's globals and the builtins when it built the gradient at the "
             "first call). Define it before the first call.", node)
 
-    def _Attribute(self, node: ast.Attribute) -> Node | _Static | _Method:
+    def _Attribute(self, node: ast.Attribute) -> Node | _Static | _Method | Tree:
         base = self.expr(node.value)
+        if isinstance(base, Tree):  # `grads.x` of an inlined `grad` call
+            if node.attr in base.fields:
+                return base.children[base.fields.index(node.attr)]
+            fields = f"; it has {', '.join(base.fields)}" if base.fields else ""
+            raise self.parsed.error(
+                f"`{ast.unparse(node.value)}` has no field `{node.attr}`{fields}.", node)
         if isinstance(base, _Method):
             raise self.parsed.error(f"`{ast.unparse(node)}` is not supported.", node)
         if isinstance(base, Node):
@@ -314,7 +356,7 @@ class _Lowering:
         base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in preferred) or "bound"
         name, n = base, 1
         while (name in self.result.bound and self.result.bound[name] is not obj) or (
-                name in self.globals and self.globals[name] is not obj):
+                name in self.code_globals and self.code_globals[name] is not obj):
             n += 1
             name = f"{base}_{n}"
         self.result.bound[name] = obj
@@ -341,6 +383,8 @@ class _Lowering:
             raise self.parsed.error(f"`{label}` is a value, not a function; it cannot be called.",
                                     node)
         fn = callee.value
+        if getattr(fn, "__srcgrad_transform__", None) is not None:
+            return self.inline_gradient(fn.__srcgrad_transform__, node, label)
         if _in(fn, array_rules.NONDIFFERENTIABLE):
             return self.passthrough(fn, node, label)
         primitive = rules.primitive_for(fn)
@@ -558,16 +602,59 @@ class _Lowering:
         return self.graph.apply(_COMPARE[type(node.ops[0])], self.value(node.left),
                                 self.value(node.comparators[0]))
 
+    def inline_gradient(self, transform: Any, node: ast.Call, label: str) -> Tree:
+        """A call of a `grad`-decorated function: its body, lowered into this graph with the
+        call's arguments, and its gradient added by reverse mode. The result is the pair
+        ``(value, grads)``, unpacked or indexed by the caller like the real one."""
+        if getattr(transform, "_mode", None) != "grad" or self.differentiate is None:
+            raise self.parsed.error(
+                f"`{label}` is a srcgrad {getattr(transform, '_mode', 'transform')} function; "
+                "only functions made by `grad` can be called inside a differentiated "
+                "function.", node)
+        if self.depth >= _MAX_INLINE_DEPTH:
+            raise self.parsed.error(
+                f"`{label}` nests differentiated functions more than {_MAX_INLINE_DEPTH} deep "
+                "(recursion?); srcgrad inlines each call, so recursion is not supported.",
+                node)
+        inner = transform._parsed
+        try:
+            bound = inspect.signature(transform.__wrapped__).bind(*node.args, **{
+                k.arg: k.value for k in node.keywords if k.arg is not None})
+        except TypeError as problem:
+            raise self.parsed.error(f"`{label}(...)`: {problem}.", node) from None
+        callee = _Lowering(inner, {}, self.differentiate, caller=self)
+        callee.fixed_lineno = self.graph.lineno
+        site = (id(node), self.depth)
+        params: list[Node] = []
+        for param in inner.params:
+            if param.name in bound.arguments:
+                value = self.expr(bound.arguments[param.name])
+            else:
+                default = inspect.signature(transform.__wrapped__).parameters[param.name].default
+                value = self.classify(default, param.name, node, where="closure")
+            if not isinstance(value, Node):
+                raise self.parsed.error(
+                    f"`{label}` is inlined with its gradient, so its arguments must be numbers "
+                    f"or arrays; `{param.name}` is not.", node)
+            # A distinct node per parameter, so that f(x, x) gets two gradients, not one.
+            alias = self.graph.apply("alias", value, attrs=(*site, param.name))
+            callee.env[param.name] = alias
+            params.append(alias)
+        output = callee.body()
+        wrt = [alias for param, alias in zip(inner.params, params, strict=True)
+               if param.name in transform.wrt]
+        grads = self.differentiate(self.graph, output, wrt)
+        # The gradient has its parameter's shape, as the real call returns it.
+        full = tuple(self.graph.apply("expand_to", 0.0 if g is None else g, p)
+                     for g, p in zip(grads, wrt, strict=True))
+        return Tree("tuple", (0, 1), (output, Tree("tuple", tuple(range(len(full))), full,
+                                                   fields=tuple(transform.wrt))))
+
     def user_function(self, fn: Any, label: str, node: ast.AST) -> rules.UserFunction:
         """``fn`` with its derivative, ready to be called from generated code."""
         known = self._user_functions.get(id(fn))
         if known is not None:
             return known
-        if getattr(fn, "__srcgrad_transform__", None) is not None:
-            raise self.parsed.error(
-                f"`{label}` is itself decorated with @srcgrad.grad; calling one differentiated "
-                "function from another is not supported yet. Call the undecorated function "
-                f"(`{label}.__wrapped__`) and give it a `_derive`, or inline its body.", node)
         if not callable(fn) or isinstance(fn, type):
             raise self.parsed.error(f"`{label}` is {_describe(fn)}; srcgrad can only call "
                                     "functions here.", node)

@@ -70,6 +70,8 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
             continue
         graph.lineno = node.lineno
         primitive = rules.PRIMITIVES[node.op]
+        if primitive.vjp is None and primitive.partials is None and not _zero_derivative(node):
+            raise rules.NoDerivativeRule(node, _no_rule(node))
         if primitive.vjp is not None:  # array primitive: contributions come shaped already
             if primitive.needs_full_adjoint:
                 adjoint = graph.apply("expand_to", adjoint, node)
@@ -133,3 +135,24 @@ def _product(graph: Graph, factors: list[Node]) -> Node:
     for factor in factors[1:]:
         result = graph.apply("mul", result, factor)
     return result
+
+
+def _zero_derivative(node: Node) -> bool:
+    """Whether ``node`` passes no gradient by nature (a mask, a comparison, an element of a
+    structured parameter), as opposed to lacking a rule."""
+    from .array_rules import NONDIFFERENTIABLE_OPS
+
+    if node.op == "item":  # an element of a (nested) structured parameter, not of a result
+        while node.op == "item":
+            node = node.args[0]
+        return node.is_leaf
+    return node.op == "call" or node.op in NONDIFFERENTIABLE_OPS
+
+
+def _no_rule(node: Node) -> str:
+    if node.op.endswith("_backward"):
+        name = node.op.removesuffix("_backward")
+        return (f"second derivatives through `np.{name}` in reverse mode are not supported yet "
+                f"(its gradient, `{node.op}`, has no reverse rule); use srcgrad.hvp or "
+                "srcgrad.hessian, which differentiate gradients in forward mode")
+    return f"`{node.op}` has no reverse-mode derivative rule"

@@ -195,18 +195,35 @@ def _sum_product_jvp(t: tuple, a: Node, b: Node, x: Node, n: Node, out: Node) ->
                       None if t[1] is None else _op("sum_product")(a, t[1], x, n))
 
 
+# Their reverse rules (vjp) let srcgrad differentiate a gradient again, in reverse mode: the
+# adjoint of a broadcast sum is a broadcast, and the adjoint of a broadcast is a sum.
+def _sum_to_vjp(g: Node, v: Node, x: Node, n: Node, out: Node) -> tuple:
+    return (_op("sum_to")(g, v, n), None, None)
+
+
+def _sum_product_vjp(g: Node, a: Node, b: Node, x: Node, n: Node, out: Node) -> tuple:
+    return (_op("sum_to")(g * b, a, n), _op("sum_to")(g * a, b, n), None, None)
+
+
+def _engine(name: str, arity: int, scalar: str, array: str, vjp: Callable[..., Any],
+            jvp: Callable[..., Any]) -> None:
+    PRIMITIVES[name] = Primitive(name, arity, scalar, array, None, elementwise=False, vjp=vjp,
+                                 needs_full_adjoint=False, jvp=jvp, full_tangents=False)
+
+
 # sum_to(v, x, n): v (broadcastable to n) summed over the axes that n broadcast x along.
-PRIMITIVES["sum_to"] = Primitive("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", None,
-                                 jvp=linear_in_first("sum_to"), full_tangents=False)
+_engine("sum_to", 3, "_0", "sg.sum_to(_0, _1, _2)", _sum_to_vjp, linear_in_first("sum_to"))
 # sum_product(a, b, x, n) = sum_to(a * b, x, n), as a dot product where it can be one.
-PRIMITIVES["sum_product"] = Primitive("sum_product", 4, "_0 * _1", "sg.sum_product(_0, _1, _2, _3)",
-                                      None, elementwise=False, jvp=_sum_product_jvp,
-                                      full_tangents=False)
+_engine("sum_product", 4, "_0 * _1", "sg.sum_product(_0, _1, _2, _3)", _sum_product_vjp,
+        _sum_product_jvp)
 # reduce_to(v, out): a forward-mode tangent summed down to the shape of ``out`` (a user function
 # may return a scalar of an array argument, so partial * tangent can be bigger than its result).
-PRIMITIVES["reduce_to"] = Primitive("reduce_to", 2, "_0", "sg.reduce_to(_0, _1)", None,
-                                    elementwise=False, jvp=linear_in_first("reduce_to"),
-                                    full_tangents=False)
+_engine("reduce_to", 2, "_0", "sg.reduce_to(_0, _1)",
+        lambda g, v, shape_of, out: (_op("sum_to")(g, v, shape_of), None),
+        linear_in_first("reduce_to"))
+# alias(x): x itself, as a distinct node: the parameters of an inlined `grad` call, so that
+# f(x, x) differentiates each parameter separately. Free in the generated code.
+PRIMITIVES["alias"] = Primitive("alias", 1, "_0", "_0", lambda x, out: 1.0)
 # A user function or its derivative, by name. Not elementwise: `foo_derive` may describe a
 # function of an array that returns a scalar (a loss) as well as an elementwise one.
 PRIMITIVES["call"] = Primitive("call", -1, "", "", None, elementwise=False)
@@ -248,7 +265,8 @@ class NoDerivativeRule(Exception):
         self.reason = reason
 
 
-ENGINE_OPS = frozenset({"sum_to", "sum_product", "reduce_to", "call", "item"})
+ENGINE_OPS = frozenset({"sum_to", "sum_product", "reduce_to", "expand_to", "call", "item",
+                        "alias"})
 HELPER_OPS = frozenset({"sign", "step", "tie_weight"})
 
 

@@ -108,7 +108,7 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     cached = _cached(parsed.fn, key)
     if cached is not None:
         return cached
-    lowered = lower.lower(parsed, structures)
+    lowered = lower.lower(parsed, structures, _inner_gradient)
     graph = lowered.graph
     first_derived_id = len(graph.nodes)
     wrt_nodes: list[Node] = []
@@ -135,6 +135,11 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
         _CACHE.setdefault(parsed.fn, {})[key] = transform
     return transform
+
+
+def _inner_gradient(graph: Graph, output: Node, wrt: list[Node]) -> list[Node | None]:
+    """The gradient of an inlined `grad` call (see `lower.lower`)."""
+    return reverse.reverse(graph, output, wrt).grads
 
 
 def per_parameter(lowered: lower.Lowered, names: Iterable[str], flat: list[Node | None]
@@ -195,6 +200,8 @@ class GradFunction:
             if self._direct_calls:
                 # From now on calling this object runs the generated function directly.
                 type(self).__call__ = staticmethod(self._transform.function)
+            if self._mode == "grad":  # generated code calling it can be differentiated too
+                self._transform.function.__srcgrad_transform__ = self
         return self._transform
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
