@@ -23,7 +23,7 @@ START = {"mu": -1.5, "sigma": 2.0, "s": 1.0}
 NOISE = 0.05  # standard deviation of the noise: the loss cannot go below its square
 
 
-def gaussian(x, mu, sigma, s):
+def gaussian(x: np.ndarray, mu: float, sigma: float, s: float) -> np.ndarray:
     """The model, also used (undifferentiated) for plotting."""
     return s * np.exp(-((x - mu) ** 2) / (2 * sigma**2))
 

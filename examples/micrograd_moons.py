@@ -47,6 +47,7 @@ def svm_loss(params, X, y):
 
 
 def scores_of(params: Sequence[np.ndarray], X: np.ndarray) -> np.ndarray:
+    """The MLP's score per point (plain NumPy: for accuracy and the picture)."""
     W1, b1, W2, b2, W3, b3 = params
     h1 = np.maximum(0.0, X @ W1 + b1)
     return (np.maximum(0.0, h1 @ W2 + b2) @ W3 + b3)[:, 0]
@@ -179,12 +180,14 @@ def _flat(weights: list, biases: list) -> list[Value]:
 
 
 def as_values(params: Sequence[np.ndarray]) -> tuple[list, list]:
+    """The same weights as Values (nested lists), so both engines start from one point."""
     weights = [[[Value(float(w)) for w in row] for row in W] for W in params[0::2]]
     biases = [[Value(float(b)) for b in bias] for bias in params[1::2]]
     return weights, biases
 
 
 def scalar_grads(weights: list, biases: list) -> list[np.ndarray]:
+    """The scalar engine's gradients as arrays shaped like srcgrad's, for the comparison."""
     out = []
     for W, b in zip(weights, biases, strict=True):
         out += [np.array([[v.grad for v in row] for row in W]), np.array([v.grad for v in b])]

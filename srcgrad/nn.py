@@ -58,7 +58,7 @@ def mlp_init(sizes: Sequence[int], seed: int = 0, init: str = "he") -> tuple[np.
 
 
 # --- losses --------------------------------------------------------------------------------------
-def mse(pred, target):
+def mse(pred: Any, target: Any) -> Any:
     """Mean squared error between arrays of one shape."""
     return np.mean((pred - target) ** 2)
 
@@ -69,7 +69,7 @@ def mse_derive(pred: Any, target: Any) -> tuple[Any, Any]:
     return scaled, -scaled
 
 
-def hinge(scores, y):
+def hinge(scores: Any, y: Any) -> Any:
     """Max-margin loss ``mean(max(0, 1 - y * score))`` for labels ``y`` in {-1, +1}.
 
     Zero once every sample is on its side with a margin of 1; what micrograd's demo trains.
@@ -83,7 +83,7 @@ def hinge_derive(scores: Any, y: Any) -> tuple[Any, float]:
     return -y * active / np.size(scores), 0.0
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
     """Mean cross-entropy of integer ``labels`` under ``softmax(logits)``, logits (n, classes).
 
     The maximum is subtracted first, so large logits do not overflow ``exp``.
