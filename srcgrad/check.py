@@ -9,6 +9,7 @@ code being checked. A failure raises `GradientMismatch` with a table of the wors
 from __future__ import annotations
 
 import csv
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -99,23 +100,31 @@ def check_grad(f: Callable[..., Any], *args: Any, rtol: float = 1e-5, atol: floa
                **kwargs: Any) -> GradientReport:
     """Compare ``f``'s srcgrad gradients at ``args`` with central finite differences.
 
-    ``f`` is a plain function or one decorated with `grad`. Each element ``x`` of each
+    ``f`` is a plain function or one decorated with `grad`; or a `hessian` function, whose
+    blocks are compared with central differences of srcgrad's gradient. Each element ``x`` of each
     differentiated parameter is perturbed by ``h = step * max(1, |x|)``. Raises
     `GradientMismatch` when any entry differs by more than ``atol + rtol * |numeric|``;
     returns the `GradientReport` otherwise. ``report`` names a CSV file for every entry.
     """
-    decorated = f if isinstance(f, GradFunction) else grad(f, wrt=wrt)
-    plain = decorated.__wrapped__
-    _, grads = decorated(*args, **kwargs)
-    bound = inspect.signature(plain).bind(*args, **kwargs)
-    bound.apply_defaults()
-    entries = []
-    for name in decorated.wrt:
-        for label, path, analytic in _leaves(name, bound.arguments[name], getattr(grads, name)):
-            analytic = np.asarray(analytic, dtype=np.float64)
-            for index in np.ndindex(analytic.shape):
-                numeric = _central_difference(plain, bound, name, path, index, step)
-                entries.append(Entry(label, index, float(analytic[index]), numeric))
+    from .modes import HessianFunction  # modes builds on this module's neighbours
+
+    if isinstance(f, HessianFunction):
+        entries = _hessian_entries(f, args, kwargs, step)
+    else:
+        decorated = f if isinstance(f, GradFunction) and f._mode == "grad" else grad(
+            getattr(f, "__wrapped__", f), wrt=wrt if wrt is not None else getattr(f, "wrt", None))
+        plain = decorated.__wrapped__
+        _, grads = decorated(*args, **kwargs)
+        bound = inspect.signature(plain).bind(*args, **kwargs)
+        bound.apply_defaults()
+        entries = []
+        for name in decorated.wrt:
+            for label, path, analytic in _leaves(name, bound.arguments[name],
+                                                 getattr(grads, name)):
+                analytic = np.asarray(analytic, dtype=np.float64)
+                for index in np.ndindex(analytic.shape):
+                    numeric = _central_difference(_summed(plain), bound, name, path, index, step)
+                    entries.append(Entry(label, index, float(analytic[index]), float(numeric)))
     result = GradientReport(entries, rtol, atol)
     result.failures = [e for e in entries if not e.abs_error <= atol + rtol * abs(e.numeric)]
     if report is not None:
@@ -123,6 +132,37 @@ def check_grad(f: Callable[..., Any], *args: Any, rtol: float = 1e-5, atol: floa
     if result.failures:
         raise GradientMismatch(result)
     return result
+
+
+def _hessian_entries(f: Any, args: tuple, kwargs: dict, step: float) -> list[Entry]:
+    """Hessian blocks against central differences of srcgrad's own gradient (the lower order,
+    itself checkable against differences of the function)."""
+    _, _, blocks = f(*args, **kwargs)
+    gradient = grad(f.__wrapped__, wrt=f.wrt)
+    bound = inspect.signature(f.__wrapped__).bind(*args, **kwargs)
+    bound.apply_defaults()
+    entries = []
+    for i, name in enumerate(f.wrt):
+        shape = np.shape(bound.arguments[name])
+        for index in np.ndindex(shape):
+            for j, other in enumerate(f.wrt):
+                numeric = np.asarray(_central_difference(
+                    functools.partial(_gradient_entry, gradient, j), bound, name, (), index,
+                    step))
+                analytic = np.asarray(blocks[i][j], dtype=np.float64)
+                for inner in np.ndindex(numeric.shape):
+                    entries.append(Entry(f"H[{name}][{other}]", index + inner,
+                                         float(analytic[index + inner]), float(numeric[inner])))
+    return entries
+
+
+def _gradient_entry(gradient: Callable[..., Any], j: int, **arguments: Any) -> Any:
+    return np.asarray(gradient(**arguments)[1][j], dtype=np.float64)
+
+
+def _summed(plain: Callable[..., Any]) -> Callable[..., float]:
+    """The function whose gradient srcgrad gives: the sum of ``plain``'s outputs."""
+    return lambda **arguments: float(np.sum(plain(**arguments)))
 
 
 def _leaves(name: str, value: Any, gradient: Any, path: tuple = ()
@@ -139,17 +179,18 @@ def _leaves(name: str, value: Any, gradient: Any, path: tuple = ()
         yield label, path, gradient
 
 
-def _central_difference(plain: Callable[..., Any], bound: inspect.BoundArguments, name: str,
-                        path: tuple, index: tuple[int, ...], step: float) -> float:
+def _central_difference(function: Callable[..., Any], bound: inspect.BoundArguments, name: str,
+                        path: tuple, index: tuple[int, ...], step: float) -> Any:
+    """d function / d (element ``index`` of the argument ``name``, at ``path`` inside it)."""
     original = np.array(_get(bound.arguments[name], path), dtype=np.float64)
     h = step * max(1.0, abs(float(original[index])))
 
-    def evaluate(delta: float) -> float:
+    def evaluate(delta: float) -> Any:
         leaf = original.copy()
         leaf[index] += delta * h
         arguments = dict(bound.arguments)
         arguments[name] = _replace(arguments[name], path, leaf if leaf.ndim else float(leaf))
-        return float(np.sum(plain(**arguments)))
+        return function(**arguments)
 
     return (evaluate(1.0) - evaluate(-1.0)) / (2.0 * h)
 

@@ -650,6 +650,14 @@ class _Lowering:
         return Tree("tuple", (0, 1), (output, Tree("tuple", tuple(range(len(full))), full,
                                                    fields=tuple(transform.wrt))))
 
+    def derivative_chain(self, derive: Any, name: str, depth: int = 1) -> rules.UserFunction:
+        """``derive`` as a `UserFunction`, with its own derivative (``foo_derive_derive`` or
+        registered) where one exists, for second and higher derivatives."""
+        own = rules.derivative_for(derive, self.globals) if depth < 4 else None
+        return rules.UserFunction(
+            derive, self.bind_name(getattr(derive, "__name__", f"{name}_derive"), derive),
+            None if own is None else self.derivative_chain(own, name, depth + 1))
+
     def user_function(self, fn: Any, label: str, node: ast.AST) -> rules.UserFunction:
         """``fn`` with its derivative, ready to be called from generated code."""
         known = self._user_functions.get(id(fn))
@@ -664,9 +672,7 @@ class _Lowering:
             raise self.parsed.error(
                 f"srcgrad has no derivative for `{label}`.\n{MissingDerivativeError.fixes(name)}",
                 node, cls=MissingDerivativeError)
-        derivative = rules.UserFunction(derive, self.bind_name(
-            getattr(derive, "__name__", f"{name}_derive"), derive))
-        user = rules.UserFunction(fn, self.bind_name(name, fn), derivative)
+        user = rules.UserFunction(fn, self.bind_name(name, fn), self.derivative_chain(derive, name))
         self._user_functions[id(fn)] = user
         return user
 

@@ -236,12 +236,21 @@ class HessianFunction(GradFunction):
     def __init__(self, fn: Callable[..., Any], wrt: tuple[str, ...] | None) -> None:
         super().__init__(fn, wrt)
         self._products = HVPFunction(fn, self.wrt)
+        self.mode_used: str | None = None  # "blocks" or "products", after a call
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = _bound_arguments(self.__wrapped__, args, kwargs)
         if all(_is_scalar(bound[name]) for name in self.wrt):
+            self.mode_used = "blocks"
             return self._build(self._structures(args, kwargs)).function(*args, **kwargs)
+        self.mode_used = "products"
         return self._by_products(tuple(bound.values()), [bound[name] for name in self.wrt])
+
+    @property
+    def source(self) -> str:
+        """The generated code the last call ran: every block at once (scalar parameters) or
+        the Hessian-vector product applied to each basis vector (arrays)."""
+        return self._products.source if self.mode_used == "products" else super().source
 
     def _by_products(self, args: tuple, params: list[Any]) -> Any:
         arrays = [np.asarray(p, dtype=np.result_type(np.asarray(p).dtype, np.float32))

@@ -239,8 +239,9 @@ def partials_of(node: Node) -> tuple[Node | None, ...]:
     if node.op == "call":
         user: UserFunction = node.attrs[0]
         if user.derivative is None:
-            raise NoDerivativeRule(node, f"`{user.name}` is a derivative srcgrad was given; "
-                                   "differentiating it again needs its own derivative")
+            raise NoDerivativeRule(node, f"differentiating `{user.name}` again needs its own "
+                                   f"derivative: define `{user.name}_derive` beside it or "
+                                   f"`srcgrad.register({user.name}, ...)`")
         derivative = graph.apply("call", *node.args, attrs=(user.derivative,))
         if len(node.args) == 1:
             return (derivative,)

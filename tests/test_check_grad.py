@@ -63,3 +63,46 @@ def test_a_wrong_registered_derivative_is_caught_with_a_readable_table(tmp_path)
 def test_decorated_functions_are_accepted():
     decorated = grad(gaussian, wrt="mu")
     assert check_grad(decorated, 0.3, 0.1, 0.9).passed
+
+
+def _coupled(a, b):
+    return a * a * b + np.sin(a * b)
+
+
+def _chain(x):
+    return np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def test_hessians_are_checked_against_differences_of_the_gradient():
+    report = check_grad(srcgrad.hessian(_coupled), 0.4, 1.3)
+    assert {e.parameter for e in report.entries} == {"H[a][a]", "H[a][b]", "H[b][a]", "H[b][b]"}
+    by_name = {e.parameter: e for e in report.entries}
+    # d2/da db (a^2 b + sin(ab)) = 2a + cos(ab) - ab sin(ab), written out independently.
+    a, b = 0.4, 1.3
+    assert by_name["H[a][b]"].numeric == pytest.approx(
+        2 * a + np.cos(a * b) - a * b * np.sin(a * b), rel=1e-7)
+    array_report = check_grad(srcgrad.hessian(_chain), np.array([0.5, 1.2, -0.3]))
+    assert len(array_report.entries) == 9 and array_report.max_rel_error < 1e-6
+
+
+def _wrong_curvature(x):
+    return _bent(x) * x
+
+
+def _bent(x):
+    return x ** 3
+
+
+def _bent_derive(x):
+    return 3 * x * x
+
+
+def test_a_wrong_second_derivative_is_caught():
+    """The second derivative of `_bent` comes from srcgrad differentiating `_bent_derive`;
+    a registered derivative of that which is wrong shows up in the Hessian check."""
+    srcgrad.register(_bent_derive, lambda x: 5 * x)  # the truth is 6x
+    try:
+        with pytest.raises(GradientMismatch, match="H\\[x\\]\\[x\\]"):
+            check_grad(srcgrad.hessian(_wrong_curvature), 0.8)
+    finally:
+        srcgrad.rules._REGISTERED.pop(_bent_derive, None)
