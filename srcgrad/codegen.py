@@ -62,6 +62,7 @@ class Derivation:
 
     sections: list[Section]
     adjoint_of: dict[int, Node] = field(default_factory=dict)  # named d_<x>
+    adjoints: dict[int, Node] = field(default_factory=dict)  # forward node id -> its adjoint
     tangent_of: dict[int, Node] = field(default_factory=dict)  # named <x>_dot ...
     tangent_names: dict[int, str] = field(default_factory=dict)  # ... or by this pattern
     extra_params: list[str] = field(default_factory=list)  # directions: keyword-only params

@@ -112,7 +112,8 @@ def hessian_vector(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list
     return codegen.Derivation(
         [gradients.sections[0],
          codegen.Section(per_parameter(lowered, wrt, products), "param", grads_type)],
-        adjoint_of=gradients.adjoint_of, tangent_of=tangents.tangent_of, extra_params=names,
+        adjoint_of=gradients.adjoint_of, adjoints=gradients.adjoints,
+        tangent_of=tangents.tangent_of, extra_params=names,
         extra_trees=trees, phases=[*gradients.phases, (first_tangent_id, "second order")],
         differentiated=list(wrt))
 
@@ -138,7 +139,8 @@ def hessian_blocks(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list
                 patterns[tangent_id] = f"{{}}_d_{name}"
     return codegen.Derivation(
         [gradients.sections[0], codegen.Section(rows, "rows")],
-        adjoint_of=gradients.adjoint_of, tangent_of=tangent_of, tangent_names=patterns,
+        adjoint_of=gradients.adjoint_of, adjoints=gradients.adjoints, tangent_of=tangent_of,
+        tangent_names=patterns,
         phases=[*gradients.phases, (first_tangent_id, "second order")],
         differentiated=list(wrt))
 
@@ -155,7 +157,7 @@ def cotangent(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node
     grads_type = _tuple_type(lowered.parsed.name, "grads", wrt)
     return codegen.Derivation(
         [codegen.Section(per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
-        adjoint_of=adjoints.adjoint_of, extra_params=[seed_name],
+        adjoint_of=adjoints.adjoint_of, adjoints=adjoints.of, extra_params=[seed_name],
         phases=[(first_adjoint_id, "backward")], differentiated=list(wrt))
 
 

@@ -33,6 +33,7 @@ class Adjoints:
 
     grads: list[Node | None]  # one per parameter; None: the output does not depend on it
     adjoint_of: dict[int, Node]  # adjoint node id -> the forward node it is the adjoint of
+    of: dict[int, Node]  # forward node id -> its adjoint
 
 
 def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool = True,
@@ -89,7 +90,7 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
             contributions.setdefault(arg.id, []).append(term)
             user_lines.setdefault(arg.id, []).append(node.lineno)
     grads = [adjoints.get(node.id) for node in wrt]
-    return Adjoints(grads, adjoint_of)
+    return Adjoints(grads, adjoint_of, adjoints)
 
 
 def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node) -> Node:

@@ -42,6 +42,8 @@ class FunctionGraph:
         self.first_adjoint_id = first_adjoint_id
         self.name = name
         self.derived = derived if derived is not None else [g for g in grads if g is not None]
+        # forward node id -> its adjoint node (reverse modes): what labels and tools read
+        self.adjoints: dict[int, Node] = {}
 
     @property
     def nodes(self) -> list[Node]:
@@ -86,8 +88,8 @@ def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node]
     grads_type = _grads_type(lowered.parsed.name, wrt)
     return codegen.Derivation(
         [codegen.Section(per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
-        adjoint_of=adjoints.adjoint_of, phases=[(first_adjoint_id, "backward")],
-        differentiated=list(wrt))
+        adjoint_of=adjoints.adjoint_of, adjoints=adjoints.of,
+        phases=[(first_adjoint_id, "backward")], differentiated=list(wrt))
 
 
 def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
@@ -131,6 +133,7 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     grads = flat if len(flat) == len(leaf_names) else [None] * len(leaf_names)
     view = FunctionGraph(graph, lowered.output, grads, leaf_names, first_derived_id,
                          parsed.name, derivation.roots())
+    view.adjoints = dict(derivation.adjoints)
     transform = Transform(generated.function, generated, view)
     with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
         _CACHE.setdefault(parsed.fn, {})[key] = transform

@@ -275,3 +275,18 @@ def test_same_function_decorated_twice_shares_the_transform():
     first, second = grad(f), grad(f)
     assert first(3.0) == second(3.0) == (9.0, (6.0,))
     assert first.function is second.function
+
+
+@grad
+def _centred_square(x, mu):
+    d = x - mu
+    return np.sum(d * d)
+
+
+def test_graph_maps_each_forward_node_to_its_adjoint():
+    """Tools (the graph example, debuggers) read intermediate adjoints from the graph."""
+    _centred_square(np.ones(3), 0.5)
+    view = _centred_square.graph
+    by_hint = {view.graph.nodes[i].hint: adjoint for i, adjoint in view.adjoints.items()}
+    assert by_hint["d"].op == "add" and [a.hint for a in by_hint["d"].args] == ["d", "d"]
+    assert by_hint["mu"] is view.grads["mu"] and by_hint["x"] is view.grads["x"]
