@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.perf_counter()
     info, tables = run(settings)
     elapsed = time.perf_counter() - clock
+    info["load_average_at_end"] = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else None
     targets = [{"workload": key, **target}
                for key, _, results in tables for r in results for target in r.targets]
     mismatches = [f"{key} {r.tool}: {r.reason}"
@@ -504,9 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     if mismatches:
         print("\n" + "!" * 78 + "\nGRADIENT MISMATCHES:\n  " + "\n  ".join(mismatches)
               + "\n" + "!" * 78)
-    busy = bench_arrays._busy(info)
-    if busy:
-        print(f"WARNING: {busy}")
+    print(f"Load average: {info['load_average_at_start']} (1, 5, 15 min) at the start, "
+          f"{info['load_average_at_end']} (1 min) at the end, which includes this run (about 1)."
+          " Other load inflates medians more than minima, hence both ratios.")
     print("\nTargets: " + "; ".join(f"{t['workload']} {t['target']}: "
                                     f"{'met' if t['met'] else 'MISSED'}" for t in targets))
     print("\nMachine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
