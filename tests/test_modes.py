@@ -290,7 +290,9 @@ def test_rosenbrock_hessian_of_two_floats(module_dir: Path) -> None:
     """Two Python floats: one generated function, float blocks, exact against SymPy."""
     prog = program(ROSENBROCK, module_dir)
     args = {"x": 1.2, "y": 0.8}
-    value, grads, H = srcgrad.hessian(prog.plain)(**args)
+    hessian = srcgrad.hessian(prog.plain)
+    value, grads, H = hessian(**args)
+    assert hessian.mode_used == "blocks"
     x, y = sp.symbols("x y")
     exact = sp.hessian(prog.plain(x, y), (x, y)).subs(args)  # the source is plain arithmetic
     assert all(type(H[i][j]) is float for i in range(2) for j in range(2)), H
@@ -310,7 +312,9 @@ def test_rosenbrock_hessian_of_an_array(module_dir: Path, n: int) -> None:
     """An array parameter: H[0][0] is n x n, tridiagonal, one HVP per entry."""
     prog = program(ROSENBROCK_N, module_dir)
     args = {"x": spread(np.random.default_rng(n), (n,), 1.5)}
-    value, grads, H = srcgrad.hessian(prog.plain)(**args)
+    hessian = srcgrad.hessian(prog.plain)
+    value, grads, H = hessian(**args)
+    assert hessian.mode_used == "products"
     assert H[0][0].shape == (n, n) and H[0][0].dtype == np.float64
     assert_blocks(H, autograd_hessian(prog.reference, args, ("x",)), AD_RTOL, AD_ATOL_FRACTION,
                   "vs autograd")
@@ -741,8 +745,8 @@ def test_hessian_block_of_two_scalars_is_a_float_beside_an_array(module_dir: Pat
 @pytest.mark.xfail(strict=True, reason="the generated hessian function seeds each scalar "
                    "tangent with 1.0; given an array it returns H @ ones labelled as H")
 def test_hessian_generated_function_on_an_array(module_dir: Path) -> None:
-    """``hessian(f).function`` (and the code ``.source`` shows) is the scalar-parameter
-    function; called with an array it must give the Hessian or refuse, not a row sum."""
+    """``hessian(f).function`` is the scalar-parameter (blocks) function whatever the last
+    call was; called with an array it must give the Hessian or refuse, not a row sum."""
     prog = program(ROSENBROCK_N, module_dir)
     x = np.array([1.2, 0.8, -0.5])
     expected = autograd.hessian(prog.reference)(x)
