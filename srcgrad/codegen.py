@@ -298,7 +298,10 @@ class _Emitter:
         if self.derivation.adjoint_of:
             lines += ["        d_<name> is the derivative of the value (summed over its elements,",
                       "        for an array) with respect to <name>."]
-        if self.derivation.tangent_of:
+        if self.derivation.tangent_names:
+            lines += ["        d<name>_d<p> and <name>_d_<p> are derivatives of <name> with "
+                      "respect to <p>."]
+        elif self.derivation.tangent_of:
             lines += ["        <name>_dot is the derivative of <name> along the direction given."]
         return lines
 
@@ -588,6 +591,14 @@ class _Path:
             for one, other in ((left, right), (right, left)):
                 if one.op == CONST and one.value == 1 and not other.is_const:
                     return self.expr(other)
+        if not self.scalar and node.op == "sum":  # np.sum(v ** 2) as a dot product
+            x, axis, keep = self.args_of(node)
+            if (x.op == "pow" and x.id not in self.names and axis.is_const and axis.value is None
+                    and keep.is_const and keep.value is False and self.resolve(x.args[1]).is_const
+                    and self.resolve(x.args[1]).value == 2):
+                sg = ast.Name(self.helpers["sg"], ast.Load())
+                return ast.Call(ast.Attribute(sg, "sum_squares", ast.Load()),
+                                [self.expr(x.args[0])], [])
         args = [self.expr(a) for a in self.args_of(node)]
         for position in () if self.scalar else _SHAPE_ARGS.get(node.op, ()):
             arg = self.resolve(node.args[position])

@@ -344,8 +344,8 @@ def _simplify_div(graph: Graph, x: Node, y: Node) -> Node | None:
         return x
     if _is_const(y, -1):
         return graph.apply("neg", x)
-    if x.op == "neg":
-        return graph.apply("neg", graph.apply("div", x.args[0], y))
+    if x.op == "neg":  # -(a) / y -> a / (-y): exact, and a scalar y makes the negation free
+        return graph.apply("div", x.args[0], graph.apply("neg", y))
     return None
 
 

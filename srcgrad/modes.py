@@ -25,7 +25,7 @@ import numpy as np
 
 from . import codegen, lower, reverse
 from .forward import forward as push_tangents
-from .graph import Node
+from .graph import PARAM, Node
 from .shapes import ShapeClasses
 from .transform import SCALAR, GradFunction, gradient, per_parameter
 
@@ -36,7 +36,8 @@ def _directions(lowered: lower.Lowered, wrt: tuple[str, ...], shapes: ShapeClass
     """A direction parameter beside each differentiated parameter (``a_dot`` beside ``a``),
     with ``a``'s structure; returns their names, the seeds they give and their trees."""
     graph = lowered.graph
-    taken = set(lowered.params) | {n.hint for n in graph.nodes if n.hint} | set(
+    # Not the parameters srcgrad added itself: a second path (the mixed one) must reuse them.
+    taken = set(lowered.params) | {n.hint for n in graph.nodes if n.hint and n.op != PARAM} | set(
         lowered.live_globals) | set(lowered.bound)
     names: list[str] = []
     seeds: dict[int, Node] = {}
@@ -149,7 +150,7 @@ def cotangent(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node
               scalars: frozenset[int]) -> codegen.Derivation:
     """A vector-Jacobian product: reverse mode seeded with a given adjoint of the value."""
     graph = lowered.graph
-    taken = {n.hint for n in graph.nodes if n.hint} | set(lowered.params)
+    taken = {n.hint for n in graph.nodes if n.hint and n.op != PARAM} | set(lowered.params)
     seed_name = codegen._fresh("d_value", taken)
     seed = graph.param(seed_name)
     first_adjoint_id = len(graph.nodes)
@@ -241,12 +242,21 @@ class HessianFunction(GradFunction):
         self.mode_used: str | None = None  # "blocks" or "products", after a call
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._transform is not None and not kwargs and all(
+                type(a) in (float, int) for a in args):
+            self.mode_used = "blocks"  # the common case, without binding the signature
+            return self._transform.function(*args)
         bound = _bound_arguments(self.__wrapped__, args, kwargs)
         if all(_is_scalar(bound[name]) for name in self.wrt):
             self.mode_used = "blocks"
             return self._build(self._structures(args, kwargs)).function(*args, **kwargs)
         self.mode_used = "products"
         return self._by_products(tuple(bound.values()), [bound[name] for name in self.wrt])
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """This object: which generated function runs depends on the arguments (see class)."""
+        return self
 
     @property
     def source(self) -> str:
@@ -270,8 +280,7 @@ class HessianFunction(GradFunction):
                 for j, product in enumerate(products):
                     rows[i][j].append(np.asarray(product))
         blocks = tuple(
-            tuple(np.stack(rows[i][j]).reshape(arrays[i].shape + arrays[j].shape)
-                  if rows[i][j] else np.zeros(arrays[i].shape + arrays[j].shape)
+            tuple(_block(rows[i][j], arrays[i].shape + arrays[j].shape)
                   for j in range(len(arrays)))
             for i in range(len(arrays)))
         if value is None:  # every parameter is empty
@@ -335,6 +344,12 @@ class JacobianFunction:
         """The generated function the last call used (tangents, or adjoints per row)."""
         chosen = self._rows if self.mode_used == "reverse" else self._columns
         return chosen.source
+
+
+def _block(columns: list[Any], shape: tuple[int, ...]) -> Any:
+    """One Hessian block from its columns: a float for two scalar parameters."""
+    block = np.stack(columns).reshape(shape) if columns else np.zeros(shape)
+    return float(block) if block.ndim == 0 else block
 
 
 def _bound_arguments(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:

@@ -152,8 +152,11 @@ def _zero_derivative(node: Node) -> bool:
 
 def _no_rule(node: Node) -> str:
     if node.op.endswith("_backward"):
-        name = node.op.removesuffix("_backward")
+        name = _NUMPY_NAMES.get(node.op, node.op).removesuffix("_backward")
         return (f"second derivatives through `np.{name}` in reverse mode are not supported yet "
                 f"(its gradient, `{node.op}`, has no reverse rule); use srcgrad.hvp or "
                 "srcgrad.hessian, which differentiate gradients in forward mode")
     return f"`{node.op}` has no reverse-mode derivative rule"
+
+
+_NUMPY_NAMES = {"norm_backward": "linalg.norm_backward"}  # how the user spelled the primitive

@@ -16,8 +16,8 @@ from .backward import __all__ as _backward
 from .functions import *  # noqa: F403 - generated code reaches every function as sg.<name>
 from .functions import __all__ as _functions
 
-__all__ = [*_functions, *_backward, "SCALARS", "as_array", "grad_like", "reduce_to", "sign", "step",
-           "sum_product", "sum_to", "tie_weight"]  # fmt: skip
+__all__ = [*_functions, *_backward, "SCALARS", "as_array", "grad_like", "reduce_to", "sign",
+           "step", "sum_product", "sum_squares", "sum_to", "tie_weight"]
 
 SCALARS = (float, int)  # argument types that take the float fast path
 
@@ -68,6 +68,13 @@ def sum_product(a: Any, b: Any, x_shape: tuple[int, ...], n_shape: tuple[int, ..
             and a.shape == b.shape == n_shape and a.dtype == b.dtype):
         return np.vdot(a, b)
     return sum_to(a * b, x_shape, n_shape)
+
+
+def sum_squares(v: Any) -> Any:
+    """``np.sum(v ** 2)`` without the squared temporary: a dot product of ``v`` with itself."""
+    if type(v) is np.ndarray and v.dtype.kind == "f":
+        return np.vdot(v, v)
+    return np.sum(v * v)
 
 
 def reduce_to(v: Any, shape: tuple[int, ...]) -> Any:

@@ -11,7 +11,6 @@ checked against something srcgrad did not compute the same way:
     Jacobians and JVPs against autograd (an independent AD with its own rules), SymPy where
     the function is scalar, hand-derived formulas, and central finite differences of srcgrad's
     gradients.
-Tests marked xfail(strict=True) pin down bugs found while writing this file; each says why.
 """
 
 from __future__ import annotations
@@ -150,15 +149,12 @@ def check_modes_on_program(program_: Any, inputs: Inputs, module_dir: Path, seed
     central difference of grad along the direction. Batched programs also get the per-element
     check: with the float parameters' directions zero, the JVP is grad * direction elementwise.
 
-    Batched programs pass their float parameters as NumPy float64 scalars: a Python float
-    beside an array takes the "mixed" path of jvp/hvp, which is broken (see
-    test_python_float_beside_arrays, xfail); np.float64 keeps the same broadcast semantics.
+    Batched programs pass their float parameters as Python floats beside the arrays: the
+    "mixed" path of jvp/hvp (see also test_python_float_beside_arrays).
     """
     assume(all(program_.guards_ok(p) for p in program_.points(inputs)))
     plain, decorated = program_.load(module_dir)
-    values = dict(inputs.values)
-    if batched:
-        values = {k: np.float64(v) if type(v) is float else v for k, v in values.items()}
+    values = dict(inputs.values)  # batched: Python floats beside arrays (the mixed path)
     args = [values[p] for p in program_.params]
     names = program_.differentiated
     context = program_.describe(Inputs(values))
@@ -348,7 +344,8 @@ def test_gaussian_log_likelihood_hessian_in_mean_and_scale(module_dir: Path) -> 
 def test_gaussian_hessian_with_a_vector_mean(module_dir: Path) -> None:
     """mu a vector, sigma a NumPy scalar: blocks of shapes (3, 3), (3,), (3,) and ().
 
-    sigma is np.float64, not a Python float: see test_python_float_beside_arrays (xfail).
+    sigma is np.float64 here; test_hessian_block_of_two_scalars_is_a_float_beside_an_array
+    covers a Python float.
     """
     prog = program(GAUSSIAN_VECTOR_MEAN, module_dir)
     rng = np.random.default_rng(3)
@@ -494,7 +491,8 @@ def test_forward_of_a_scalar_parameter_broadcast_over_data(module_dir: Path) -> 
         _, grads, H = srcgrad.hessian(prog.plain, wrt="a")(a, x, y)
         assert_close(H[0][0], 2 * np.sum(x**2), AD_RTOL, 0.0, f"hessian {type(a)}")
         assert_close(grads.a, derivative, EXACT_RTOL, 0.0, "grad vs forward")
-    # jvp and hvp of the same, with a NumPy scalar (a Python float: see the xfail below)
+    # jvp and hvp of the same, with a NumPy scalar (a Python float: see
+    # test_python_float_beside_arrays)
     _, derivative = srcgrad.jvp(prog.plain, wrt="a")((np.float64(1.5), x, y), (-2.0,))
     assert_close(derivative, -4 * np.sum((1.5 * x - y) * x), AD_RTOL, 0.0, "jvp")
     _, _, Hv = srcgrad.hvp(prog.plain, wrt="a")((np.float64(1.5), x, y), (-2.0,))
@@ -645,8 +643,6 @@ def test_missing_second_derivative_names_file_and_line(module_dir: Path, functio
     assert_close(derivative, oracle, AD_RTOL, AD_ATOL_FRACTION, "first derivative")
 
 
-@pytest.mark.xfail(strict=True, reason="_no_rule prints `np.<op>` from the op name: "
-                   "np.linalg.norm is reported as `np.norm`, which does not exist")
 def test_missing_second_derivative_names_the_function_as_written(module_dir: Path) -> None:
     prog = program(NO_SECOND_DERIVATIVE["np.linalg.norm"], module_dir)
     # the quoted source line names it anyway: look at the explanation
@@ -715,9 +711,6 @@ MIXED_CALLS: dict[str, Callable[[Callable[..., Any], np.ndarray, np.ndarray], An
 }
 
 
-@pytest.mark.xfail(strict=True, raises=NameError, reason="build() runs the deriver twice for "
-                   "the mixed float/array path; _directions makes fresh direction params the "
-                   "second time (a_dot_2), which the generated signature never binds")
 @pytest.mark.parametrize("mode", list(MIXED_CALLS))
 def test_python_float_beside_arrays(module_dir: Path, mode: str) -> None:
     """``sum((a*x - y)**2)`` with a Python float ``a``: every direction-taking mode (and the
@@ -732,18 +725,14 @@ def test_python_float_beside_arrays(module_dir: Path, mode: str) -> None:
     assert_close(leaves(result)[-1], expected, AD_RTOL, 0.0, mode)
 
 
-@pytest.mark.xfail(strict=True, reason="HessianFunction._by_products stacks every block into "
-                   "an ndarray: the block of two scalar parameters is a 0-d array, not a float")
 def test_hessian_block_of_two_scalars_is_a_float_beside_an_array(module_dir: Path) -> None:
     """hessian's contract: a float for two scalars (as the all-scalar path and jacobian do)."""
     prog = program(GAUSSIAN_VECTOR_MEAN, module_dir)
     X = np.random.default_rng(3).normal(size=(5, 3))
-    _, _, H = srcgrad.hessian(prog.plain, wrt=("mu", "sigma"))(np.zeros(3), np.float64(1.3), X)
+    _, _, H = srcgrad.hessian(prog.plain, wrt=("mu", "sigma"))(np.zeros(3), 1.3, X)
     assert isinstance(H[1][1], float), type(H[1][1])
 
 
-@pytest.mark.xfail(strict=True, reason="the generated hessian function seeds each scalar "
-                   "tangent with 1.0; given an array it returns H @ ones labelled as H")
 def test_hessian_generated_function_on_an_array(module_dir: Path) -> None:
     """``hessian(f).function`` is the scalar-parameter (blocks) function whatever the last
     call was; called with an array it must give the Hessian or refuse, not a row sum."""
@@ -827,14 +816,10 @@ def test_source_compiles_reads_well_and_never_reads_a_deleted_name(module_dir: P
 
 
 @pytest.mark.parametrize("mode", [
-    pytest.param("forward", marks=pytest.mark.xfail(
-        strict=True, reason="forward's docstring explains `<name>_dot` (and 'the direction "
-        "given') but its tangents are named d<x>_d<p> and no direction is given")),
+    "forward",
     "jvp",
     "hvp",
-    pytest.param("hessian", marks=pytest.mark.xfail(
-        strict=True, reason="hessian's docstring explains `<name>_dot`, but its tangents are "
-        "named <x>_d_<p>")),
+    "hessian",
 ])
 def test_docstring_explains_the_names_the_code_uses(module_dir: Path, mode: str) -> None:
     """The naming legend of the generated docstring must match the code below it."""
