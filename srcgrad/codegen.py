@@ -215,22 +215,30 @@ class _Emitter:
             out.append(f"        if {condition}:")
             out.append("            try:")
             out.append("                # Fast path: Python floats and the math module.")
-            out += self._body(scalar=True, indent=" " * 16)
+            out += self._body(scalar=True, indent=" " * 16)[0]
             out.append(f"            except {_FALLBACK}:")
             out.append("                # math refused an input: redo as NumPy scalars (inf/nan)")
             for param in self.param_names:
                 out.append(f"                {param} = {self.helpers['np']}.float64({param})")
         if self.mixed is not None:
             scalars, derivation = self.mixed
+            arrays = [p for p in self.param_names if p not in scalars]
+            body, in_place = self._body(scalar=False, indent=" " * 12, derivation=derivation,
+                                        in_place=_InPlace(scalars, arrays, self.lowered))
             condition = " and ".join(f"type({p}) in {self.helpers['SCALARS']}" for p in scalars)
+            if in_place:  # buffers are reused only when every array is float64 (see _InPlace)
+                condition += f" and {self.helpers['sg']}.float64_arrays({', '.join(arrays)})"
             out.append(f"        if {condition}:")
             out.append(f"            # Scalar {', '.join(scalars)}, array data: factors made of "
                        "scalars are applied after the sums.")
+            if in_place:
+                out.append("            # Float64 data: a temporary's memory is reused (out=) "
+                           "once it is not needed.")
             out += self._array_arguments(" " * 12, skip=set(scalars))
-            out += self._body(scalar=False, indent=" " * 12, derivation=derivation)
+            out += body
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
         out += self._array_arguments(" " * 8)
-        out += self._body(scalar=False, indent=" " * 8)
+        out += self._body(scalar=False, indent=" " * 8)[0]
         out.append("")
         out.append(f"    return {parsed.name}")
         return "\n".join(out) + "\n", factory, bindings
@@ -306,16 +314,24 @@ class _Emitter:
         return lines
 
     # -- one path ----------------------------------------------------------------------------------
-    def _body(self, *, scalar: bool, indent: str, derivation: Derivation | None = None
-              ) -> list[str]:
+    def _body(self, *, scalar: bool, indent: str, derivation: Derivation | None = None,
+              in_place: _InPlace | None = None) -> tuple[list[str], bool]:
+        """The lines of one path, and whether any of them writes into a dying temporary."""
         path = _Path(self, scalar, derivation or self.derivation)
         pairs = path.emit()
-        nodes = [node for node, _ in pairs]
         statements = [stmt for _, stmt in pairs]
         result = ast.Return(path.result())
         # On arrays, free each temporary after its last use: fewer live arrays means a lower
         # peak and memory the allocator can reuse instead of faulting in fresh pages.
         frees = {} if scalar else _last_uses(statements, result, self._locals(path))
+        if in_place is not None and in_place.possible:
+            # Second pass: a statement may write into a temporary that dies there.
+            path.in_place = in_place.prepare(path, frees, statements)
+            pairs = path.emit()
+            statements = [stmt for _, stmt in pairs]
+            result = ast.Return(path.result())
+            frees = _last_uses(statements, result, self._locals(path))
+        nodes = [node for node, _ in pairs]
         lines: list[str] = []
         last_comment = None
         for index, (node, stmt) in enumerate(zip(nodes, statements, strict=True)):
@@ -327,7 +343,7 @@ class _Emitter:
             if frees.get(index):
                 lines.append(f"{indent}del {', '.join(frees[index])}")
         lines.append(indent + ast.unparse(result))
-        return lines
+        return lines, bool(path.in_place and path.in_place.used)
 
     def _locals(self, path: _Path) -> set[str]:
         """Names the path's statements assign (never parameters, globals or bindings)."""
@@ -403,12 +419,123 @@ def _short(filename: str) -> str:
     return filename.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+# Elementwise operations that can write their result into an argument's memory (`out=`).
+_UFUNCS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide",
+           "neg": "negative", "pow": "power", "exp": "exp", "log": "log", "sin": "sin",
+           "cos": "cos", "tan": "tan", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh",
+           "sqrt": "sqrt", "square": "square", "abs": "absolute", "expm1": "expm1",
+           "log1p": "log1p", "arctan": "arctan"}
+# Operations that read an array without keeping a view of it.
+_READERS = frozenset({*_UFUNCS, "sum", "mean", "max", "min", "prod", "sum_product", "matmul",
+                      "dot", "norm"})
+_FLOAT64_REDUCTIONS = frozenset({"sum", "mean", "max", "min", "sum_product", "sum_to"})
+
+
+class _InPlace:
+    """Which temporaries a path may overwrite, and where it did.
+
+    A statement may write its result into the memory of an argument that (1) an elementwise
+    operation of this function made, so it is a fresh array no caller sees; (2) is read for the
+    last time by that statement, and only once in it; (3) was never viewed (indexed, reshaped,
+    passed through ``sum_to``, which may return it); (4) has the result's shape, by shape
+    classes. Dtypes are the fourth risk: the path using this is taken only when every array
+    argument is a float64 array of at least one dimension (`runtime.float64_arrays`) and the
+    scalars are Python numbers, so every operand written over is float64 and stays float64.
+    """
+
+    def __init__(self, scalars: list[str], arrays: list[str], lowered: Lowered) -> None:
+        self.scalars = set(scalars)
+        self.arrays = set(arrays)
+        self.possible = bool(arrays) and not lowered.trees
+        self.used = False
+
+    def prepare(self, path: _Path, frees: dict[int, list[str]], statements: list[ast.stmt]
+                ) -> _InPlace:
+        from collections import Counter
+
+        from .shapes import ShapeClasses
+
+        self.dying = {i: set(names) for i, names in frees.items()}
+        self.reads = [Counter(n.id for n in ast.walk(s) if isinstance(n, ast.Name)
+                              and isinstance(n.ctx, ast.Load)) for s in statements]
+        graph = path.emitter.lowered.graph  # `param` finds the existing leaf, directions too
+        self.shapes = ShapeClasses(frozenset(graph.param(p).id for p in self.scalars))
+        self.array_ids = frozenset(graph.param(p).id for p in self.arrays)
+        order, _ = path._walk([path.resolve(path.output)]
+                              + [path.resolve(g) for g in path.derivation.roots()])
+        self.viewed = {arg.id for node in order
+                       for position, arg in enumerate(path.args_of(node))
+                       if node.op not in _READERS
+                       and position not in _SHAPE_ARGS.get(node.op, ())}  # shapes only
+        self.buffers: dict[int, str] = {}  # node id -> the buffer its value was written into
+        self._exact: dict[int, bool] = {}
+        return self
+
+    def float64(self, path: _Path, node: Node) -> bool:
+        """Whether ``node`` is a float64 array or a Python number on this path."""
+        known = self._exact.get(node.id)
+        if known is None:
+            if node.op == PARAM:
+                known = node.value in self.arrays or node.value in self.scalars
+            elif node.op == CONST:
+                known = type(node.value) in (int, float, np.float64)
+            elif node.op in _UFUNCS and not node.attrs:
+                known = all(self.float64(path, a) for a in path.args_of(node))
+            elif node.op in _FLOAT64_REDUCTIONS:
+                known = all(self.float64(path, a) for a in path.args_of(node)[:2]
+                            if not a.is_const)
+            else:
+                known = False
+            self._exact[node.id] = known
+        return known
+
+    def rewrite(self, path: _Path, node: Node, args: list[ast.expr]) -> ast.expr | None:
+        """``np.<ufunc>(*args, out=<dying temporary>)``, or None to compute as usual."""
+        ufunc = _UFUNCS.get(node.op)
+        if ufunc is None or node.attrs or not self.float64(path, node):
+            return None
+        statement = path.current_statement
+        operands = path.args_of(node)
+        for position, arg in enumerate(operands):
+            buffer = self.buffers.get(arg.id)
+            name = path.names.get(arg.id)
+            if buffer is None and name is not None and (
+                    name in self.dying.get(statement, ()) and self.reads[statement][name] == 1
+                    and arg.op in _UFUNCS and arg.id not in self.viewed
+                    and self.shapes.of(arg) & self.array_ids):
+                buffer = name
+            if buffer is None:
+                continue
+            out: ast.expr = ast.Name(buffer, ast.Load())
+            if not self.shapes.of(node) <= self.shapes.of(arg):
+                # The result may be bigger than the buffer (`a - y`, y another array): reuse
+                # it only if, at run time, the other operands fit in it.
+                others = [args[i] for i in range(len(args)) if i != position]
+                if arg.id in self.buffers or not all(
+                        isinstance(o, (ast.Name, ast.Constant)) for o in others):
+                    continue
+                sg = ast.Name(path.helpers["sg"], ast.Load())
+                out = ast.Call(ast.Attribute(sg, "fits", ast.Load()), [out, *others], [])
+            else:
+                self.buffers[node.id] = buffer
+            self.dying.setdefault(statement, set()).discard(buffer)  # one writer per buffer
+            self.used = True
+            if ufunc == "power" and path.resolve(node.args[1]).is_const and path.resolve(
+                    node.args[1]).value == 2:
+                ufunc, args = "square", args[:1]
+            call = ast.Attribute(ast.Name(path.helpers["np"], ast.Load()), ufunc, ast.Load())
+            return ast.Call(call, args, [ast.keyword("out", out)])
+        return None
+
+
 class _Path:
     """The statements of one path (float or array) over the shared graph."""
 
     def __init__(self, emitter: _Emitter, scalar: bool, derivation: Derivation) -> None:
         self.emitter = emitter
         self.scalar = scalar
+        self.in_place: _InPlace | None = None
+        self.current_statement = 0
         self.helpers = emitter.helpers
         lowered = emitter.lowered
         self.output = lowered.output
@@ -600,6 +727,10 @@ class _Path:
                 return ast.Call(ast.Attribute(sg, "sum_squares", ast.Load()),
                                 [self.expr(x.args[0])], [])
         args = [self.expr(a) for a in self.args_of(node)]
+        if self.in_place is not None:
+            rewritten = self.in_place.rewrite(self, node, args)
+            if rewritten is not None:
+                return rewritten
         for position in () if self.scalar else _SHAPE_ARGS.get(node.op, ()):
             arg = self.resolve(node.args[position])
             args[position] = (ast.Tuple([], ast.Load()) if arg.is_const
@@ -633,6 +764,9 @@ class _Path:
         graph_nodes = self.emitter.lowered.graph.nodes
         pairs = [capture(graph_nodes[i]) for i in self.shape_refs if graph_nodes[i].is_leaf]
         for node in self.statements:
+            self.current_statement = len(pairs)
+            if self.in_place is not None:  # buffers pass only between nodes of one statement
+                self.in_place.buffers.clear()
             pairs.append((node, self.statement(node)))
             targets = [node, *(n for n in self.items.values() if n.args[0].id == node.id)]
             pairs += [capture(t) for t in targets

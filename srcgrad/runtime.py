@@ -16,8 +16,9 @@ from .backward import __all__ as _backward
 from .functions import *  # noqa: F403 - generated code reaches every function as sg.<name>
 from .functions import __all__ as _functions
 
-__all__ = [*_functions, *_backward, "SCALARS", "as_array", "grad_like", "reduce_to", "sign",
-           "step", "sum_product", "sum_squares", "sum_to", "tie_weight"]
+__all__ = [*_functions, *_backward, "SCALARS", "as_array", "fits", "float64_arrays",
+           "grad_like", "reduce_to", "sign", "step", "sum_product", "sum_squares", "sum_to",
+           "tie_weight"]
 
 SCALARS = (float, int)  # argument types that take the float fast path
 
@@ -68,6 +69,26 @@ def sum_product(a: Any, b: Any, x_shape: tuple[int, ...], n_shape: tuple[int, ..
             and a.shape == b.shape == n_shape and a.dtype == b.dtype):
         return np.vdot(a, b)
     return sum_to(a * b, x_shape, n_shape)
+
+
+def float64_arrays(*arrays: Any) -> bool:
+    """Whether every argument is a float64 NumPy array of at least one dimension: the condition
+    under which generated code may compute into its own temporaries (``out=``)."""
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != np.float64 or a.ndim == 0:
+            return False
+    return True
+
+
+def fits(buffer: np.ndarray, *others: Any) -> np.ndarray | None:
+    """``buffer`` if an elementwise result of it and ``others`` has its shape (then the result
+    can be written into it, ``out=buffer``), else None (NumPy allocates)."""
+    shape = buffer.shape
+    for other in others:
+        other_shape = other.shape if type(other) is np.ndarray else np.shape(other)
+        if other_shape != shape and np.broadcast_shapes(shape, other_shape) != shape:
+            return None
+    return buffer
 
 
 def sum_squares(v: Any) -> Any:
