@@ -304,34 +304,56 @@ def first_call(runner: Runner) -> list[Result]:
 
     Each sample imports a new copy of a module holding W3's code and its hand-written gradient
     (the import is not timed), so no tool finds anything cached for it. Inputs are converted
-    beforehand (loading data is not a first-call cost). The very first sample of each tool pays
-    one-off costs of the process and is left out of the median; the first call's result is
-    checked like any row.
+    beforehand (loading data is not a first-call cost). The tools take turns sample by sample,
+    like the rows of the other workloads; a tool whose samples have used up its time budget
+    stops after ``min_repeats``. The very first sample of each tool pays one-off costs of the
+    process and is left out of the median; the first call's result is checked like any row.
     """
     _log("running W6 ...")
     settings, w3 = runner.settings, workloads.BY_KEY["W3"]
     args = w3.make_args()
     expected = w3.by_hand(*args)
-    results = []
+    results, active, converted = [], {}, {}
     for tool in runner.tools_for(w3):
-        result = Result(tool.name, "skipped")
+        result = Result(tool.name, "skipped", reason=runner.skip_reason(tool, w3))
         results.append(result)
-        result.reason = runner.skip_reason(tool, w3)
-        if result.reason:
-            continue
-        try:
-            with peers.guarded(tool.name):
-                samples, got = first_call_samples(tool, w3, tool.convert(w3, args), settings)
-        except peers.Unsupported as error:
-            result.reason = str(error)
-            continue
-        problem = compare(expected, got, w3, tool.value_only)
-        if problem:
-            result.status, result.check, result.reason = "mismatch", "mismatch", problem
-            continue
-        result.status, result.check, result.reason = "ok", "pass", None
-        result.median_s, result.min_s = statistics.median(samples), min(samples)
-        result.repeats = len(samples)
+        if result.reason is None:
+            try:
+                with peers.guarded(tool.name):
+                    converted[len(results) - 1] = tool.convert(w3, args)
+                active[len(results) - 1] = tool
+            except peers.Unsupported as error:
+                result.reason = str(error)
+    samples: dict[int, list[float]] = {index: [] for index in active}
+    rounds = settings.first_call_reps + 1
+    with fresh_modules(FIRST_CALL_SOURCE, rounds * len(active)) as names:
+        fresh = iter(names)
+        for _ in range(rounds):
+            for index, tool in list(active.items()):
+                taken = samples[index]
+                if len(taken) > settings.min_repeats and sum(taken) > settings.first_call_seconds:
+                    continue
+                result = results[index]
+                module = importlib.import_module(next(fresh))
+                try:
+                    with peers.guarded(tool.name):
+                        elapsed, got = one_first_call(tool, w3, module, converted[index])
+                except peers.Unsupported as error:
+                    result.reason = str(error)
+                    del active[index]
+                    continue
+                if not taken:  # the first call of each tool is checked
+                    problem = compare(expected, got, w3, tool.value_only)
+                    if problem:
+                        result.status, result.check, result.reason = "mismatch", "mismatch", problem
+                        del active[index]
+                        continue
+                taken.append(elapsed)
+    for index in active:
+        result, taken = results[index], samples[index][1:]
+        result.status, result.check = "ok", "pass"
+        result.median_s, result.min_s = statistics.median(taken), min(taken)
+        result.repeats = len(taken)
     set_ratios(results)
     ours = next(r for r in results if r.tool == peers.Srcgrad.name)
     if ours.median_s is not None:
@@ -339,27 +361,14 @@ def first_call(runner: Runner) -> list[Result]:
     return results
 
 
-def first_call_samples(tool: peers.Tool, w3: Workload, args: tuple[Any, ...],
-                       settings: Settings) -> tuple[list[float], tuple[Any, Any]]:
-    """Seconds of build + first call per fresh module (the first left out), and one result."""
-    samples: list[float] = []
-    got = None
-    spent = 0.0
-    with fresh_modules(FIRST_CALL_SOURCE, settings.first_call_reps + 1) as names:
-        for name in names:
-            module = importlib.import_module(name)
-            workload = dataclasses.replace(w3, function=module.gauss_fit,
-                                           by_hand=module.fit_loss_numpy)
-            start = time.perf_counter()
-            out = tool.build(workload, workload.function)(*args)
-            elapsed = time.perf_counter() - start
-            got = got or tool.canonical(out)
-            samples.append(elapsed)
-            spent += elapsed
-            if len(samples) > settings.min_repeats and spent > settings.first_call_seconds:
-                break
-    assert got is not None
-    return samples[1:], got
+def one_first_call(tool: peers.Tool, w3: Workload, module: Any,
+                   args: tuple[Any, ...]) -> tuple[float, tuple[Any, Any]]:
+    """Seconds of ``tool``'s build + first call on ``module``'s copy of W3, and its result."""
+    workload = dataclasses.replace(w3, function=module.gauss_fit, by_hand=module.fit_loss_numpy)
+    start = time.perf_counter()
+    out = tool.build(workload, workload.function)(*args)
+    elapsed = time.perf_counter() - start
+    return elapsed, tool.canonical(out)
 
 
 # -- W8: peak memory ------------------------------------------------------------------------------
