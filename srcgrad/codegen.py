@@ -720,9 +720,11 @@ class _Path:
                     return self.expr(other)
         if not self.scalar and node.op == "sum":  # np.sum(v ** 2) as a dot product
             x, axis, keep = self.args_of(node)
-            if (x.op == "pow" and x.id not in self.names and axis.is_const and axis.value is None
-                    and keep.is_const and keep.value is False and self.resolve(x.args[1]).is_const
-                    and self.resolve(x.args[1]).value == 2):
+            square = (x.op == "pow" and self.resolve(x.args[1]).is_const
+                      and self.resolve(x.args[1]).value == 2) or (
+                x.op == "mul" and self.resolve(x.args[0]) is self.resolve(x.args[1]))
+            if (square and x.id not in self.names and axis.is_const and axis.value is None
+                    and keep.is_const and keep.value is False):
                 sg = ast.Name(self.helpers["sg"], ast.Load())
                 return ast.Call(ast.Attribute(sg, "sum_squares", ast.Load()),
                                 [self.expr(x.args[0])], [])

@@ -18,6 +18,8 @@ import builtins
 import contextlib
 import inspect
 import numbers
+import types
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from . import array_rules, rules
-from .errors import MissingDerivativeError
+from .errors import MissingDerivativeError, SourceUnavailableError
 from .graph import Graph, Node
-from .parse import Assign, ParsedFunction
+from .parse import Assign, ParsedFunction, parse_function
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,14 @@ class _Static:
     """A value known at build time that is not a number: a module, a function, a class."""
 
     value: Any
+
+
+@dataclass(frozen=True)
+class _Local:
+    """A function defined inside the one being lowered (``def`` or ``lambda``)."""
+
+    parsed: ParsedFunction
+    enclosing: Any  # the _Lowering it was defined in: its variables are the free names
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,7 @@ class _Lowering:
         self.globals_live = self.globals is self.code_globals
         self.caller = caller
         self.depth = caller.depth + 1 if caller else 0
+        self.enclosing: _Lowering | None = None  # for a local function: where it was defined
         code = fn.__code__
         cells = fn.__closure__ or ()
         self.closure: dict[str, Any] = {}
@@ -279,6 +290,11 @@ class _Lowering:
         name = node.id
         if name in self.env:
             return self.env[name]
+        scope = self.enclosing
+        while scope is not None:  # a local function reads its definer's variables
+            if name in scope.env:
+                return scope.env[name]
+            scope = scope.enclosing
         if name in self.closure:
             return self.classify(self.closure[name], name, node, where="closure")
         if name in self.globals:
@@ -379,6 +395,8 @@ class _Lowering:
         label = ast.unparse(node.func)
         if isinstance(callee, _Method):
             return self.method_call(callee, node, label)
+        if isinstance(callee, _Local):
+            return self.inline_local(callee, node, label)
         if isinstance(callee, Node):
             raise self.parsed.error(f"`{label}` is a value, not a function; it cannot be called.",
                                     node)
@@ -396,6 +414,9 @@ class _Lowering:
             return self.variadic(primitive, node, label)
         if primitive is not None and primitive.signature is not None:
             return self.bound_call(primitive, self.bind_arguments(primitive, node, label, []), node)
+        if (primitive is None and isinstance(fn, types.FunctionType)
+                and rules.derivative_for(fn, self.globals) is None):
+            return self.inline_call(fn, node, label)
         args = [self.value(a) for a in node.args]
         if _in(fn, rules.IDENTITY) and len(args) == 1 and not node.keywords:
             return args[0]
@@ -602,6 +623,75 @@ class _Lowering:
         return self.graph.apply(_COMPARE[type(node.ops[0])], self.value(node.left),
                                 self.value(node.comparators[0]))
 
+    def callee(self, fn: Any, parsed: ParsedFunction, node: ast.Call, label: str
+               ) -> tuple[_Lowering, inspect.BoundArguments]:
+        """A lowering of ``fn``'s body into this graph, and the call's arguments bound to its
+        parameters (Python's own binding rules and messages)."""
+        if self.depth >= _MAX_INLINE_DEPTH:
+            raise self.parsed.error(
+                f"`{label}` nests calls of Python functions more than {_MAX_INLINE_DEPTH} deep "
+                "(recursion?); srcgrad differentiates a call by transforming the function it "
+                "calls, so recursion is not supported: write it as a loop, or give the "
+                "function a `_derive`.", node)
+        try:
+            bound = inspect.signature(fn).bind(*node.args, **{
+                k.arg: k.value for k in node.keywords if k.arg is not None})
+        except TypeError as problem:
+            raise self.parsed.error(f"`{label}(...)`: {problem}.", node) from None
+        callee = _Lowering(parsed, {}, self.differentiate, caller=self)
+        callee.fixed_lineno = self.graph.lineno
+        return callee, bound
+
+    def inline_call(self, fn: Any, node: ast.Call, label: str) -> Node:
+        """A call of a plain Python function without a derivative of its own: its body is
+        lowered into this graph (so srcgrad differentiates through it), each time it is
+        called, with the call's arguments."""
+        try:
+            parsed = _parsed(fn)
+        except SourceUnavailableError as problem:
+            raise self.parsed.error(f"`{label}` cannot be differentiated: {problem.message}",
+                                    node, cls=MissingDerivativeError) from None
+        callee, bound = self.callee(fn, parsed, node, label)
+        defaults = inspect.signature(fn).parameters
+        for param in parsed.params:
+            if param.name in bound.arguments:
+                callee.env[param.name] = self.expr(bound.arguments[param.name])
+            else:
+                callee.env[param.name] = self.classify(defaults[param.name].default,
+                                                       param.name, node, where="closure")
+        return callee.body()
+
+    def _LocalFunction(self, node: Any) -> _Local:
+        return _Local(node.parsed, self)
+
+    def inline_local(self, local: _Local, node: ast.Call, label: str) -> Node:
+        """A call of a function defined inside the differentiated one: its body lowered with
+        the call's arguments, its free names read from where it was defined."""
+        if self.depth >= _MAX_INLINE_DEPTH:
+            raise self.parsed.error(f"`{label}` nests calls more than {_MAX_INLINE_DEPTH} deep "
+                                    "(recursion?); write it as a loop.", node)
+        names = [p.name for p in local.parsed.params]
+        given: dict[str, ast.expr] = dict(zip(names, node.args, strict=False))
+        if len(node.args) > len(names):
+            raise self.parsed.error(f"`{label}` takes {len(names)} argument(s), got "
+                                    f"{len(node.args)}.", node)
+        for keyword in node.keywords:
+            if keyword.arg not in names or keyword.arg in given:
+                raise self.parsed.error(f"`{label}` got an unexpected or repeated argument "
+                                        f"`{keyword.arg}`.", keyword.value)
+            given[keyword.arg] = keyword.value
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise self.parsed.error(f"`{label}` is missing {', '.join(missing)} (defaults of "
+                                    "local functions are not supported: pass every argument).",
+                                    node)
+        callee = _Lowering(local.parsed, {}, self.differentiate, caller=self)
+        callee.fixed_lineno = self.graph.lineno
+        callee.enclosing = local.enclosing
+        for name in names:
+            callee.env[name] = self.expr(given[name])
+        return callee.body()
+
     def inline_gradient(self, transform: Any, node: ast.Call, label: str) -> Tree:
         """A call of a `grad`-decorated function: its body, lowered into this graph with the
         call's arguments, and its gradient added by reverse mode. The result is the pair
@@ -611,19 +701,8 @@ class _Lowering:
                 f"`{label}` is a srcgrad {getattr(transform, '_mode', 'transform')} function; "
                 "only functions made by `grad` can be called inside a differentiated "
                 "function.", node)
-        if self.depth >= _MAX_INLINE_DEPTH:
-            raise self.parsed.error(
-                f"`{label}` nests differentiated functions more than {_MAX_INLINE_DEPTH} deep "
-                "(recursion?); srcgrad inlines each call, so recursion is not supported.",
-                node)
         inner = transform._parsed
-        try:
-            bound = inspect.signature(transform.__wrapped__).bind(*node.args, **{
-                k.arg: k.value for k in node.keywords if k.arg is not None})
-        except TypeError as problem:
-            raise self.parsed.error(f"`{label}(...)`: {problem}.", node) from None
-        callee = _Lowering(inner, {}, self.differentiate, caller=self)
-        callee.fixed_lineno = self.graph.lineno
+        callee, bound = self.callee(transform.__wrapped__, inner, node, label)
         site = (id(node), self.depth)
         params: list[Node] = []
         for param in inner.params:
@@ -675,6 +754,17 @@ class _Lowering:
         user = rules.UserFunction(fn, self.bind_name(name, fn), self.derivative_chain(derive, name))
         self._user_functions[id(fn)] = user
         return user
+
+
+_PARSED: weakref.WeakKeyDictionary[Any, ParsedFunction] = weakref.WeakKeyDictionary()
+
+
+def _parsed(fn: Any) -> ParsedFunction:
+    """``fn`` parsed once, however many calls of it are inlined."""
+    parsed = _PARSED.get(fn)
+    if parsed is None:
+        parsed = _PARSED[fn] = parse_function(fn)
+    return parsed
 
 
 def _in(obj: Any, collection: Any) -> bool:

@@ -43,8 +43,6 @@ _UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
     ast.Delete: ("a `del` statement", "Simply stop using the name; srcgrad drops unused values."),
     ast.Import: ("an `import` inside the function", "Import at module level."),
     ast.ImportFrom: ("an `import` inside the function", "Import at module level."),
-    ast.FunctionDef: ("a nested function definition", "Define helpers at module level and give "
-                      "them a `_derive` (see srcgrad.register)."),
     ast.AsyncFunctionDef: ("a nested function definition", "Define helpers at module level."),
     ast.ClassDef: ("a class definition", "Define classes at module level."),
     ast.AsyncWith: ("an `async with` statement", "Differentiate synchronous code only."),
@@ -61,7 +59,6 @@ _UNSUPPORTED_EXPRESSIONS: dict[type, tuple[str, str]] = {
     ast.Yield: ("`yield`", "Return one value; generators cannot be differentiated."),
     ast.YieldFrom: ("`yield from`", "Return one value; generators cannot be differentiated."),
     ast.Await: ("`await`", "Differentiate synchronous code only."),
-    ast.Lambda: ("a `lambda`", "Define the function at module level with a `_derive`."),
     ast.IfExp: ("a conditional expression `a if c else b`", "Control flow is not supported yet; "
                 "use srcgrad.functions.maximum/minimum/relu/abs."),
     ast.BoolOp: ("`and`/`or`", "Boolean logic is not supported yet."),
@@ -92,6 +89,21 @@ class Assign:
     targets: tuple[tuple, ...]  # one tuple of names per `=` (chained); nested for `(a, b), c = p`
     values: tuple[ast.expr, ...]
     lineno: int  # line in the file
+
+
+class LocalFunction(ast.expr):
+    """A function defined inside the differentiated one (``def`` or ``lambda``), parsed like it.
+
+    It stands where the function's value would: ``helper = <LocalFunction>``. Calling it lowers
+    its body with the caller's arguments; its free names are looked up in the enclosing
+    function's variables when it is called, as Python's closures do.
+    """
+
+    _fields = ()
+
+    def __init__(self, parsed: ParsedFunction, lineno: int, col_offset: int) -> None:
+        super().__init__(lineno=lineno, col_offset=col_offset)
+        self.parsed = parsed
 
 
 @dataclass(frozen=True)
@@ -259,6 +271,12 @@ def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign
                                    "single output (return a sum or pack values in an array).",
                                    stmt.value)
             out.append(Return(_check_expr(parsed, stmt.value), lineno))
+        elif isinstance(stmt, ast.FunctionDef):
+            if stmt.decorator_list:
+                raise parsed.error("A decorated nested function is not supported; define it "
+                                   "without decorators (or at module level).", stmt)
+            local = LocalFunction(_nested(parsed, stmt, stmt.name), stmt.lineno, stmt.col_offset)
+            out.append(Assign(((stmt.name,),), (local,), lineno))
         elif isinstance(stmt, ast.Assign):
             out.append(_assignment(parsed, stmt))
         elif isinstance(stmt, ast.AugAssign):
@@ -330,8 +348,36 @@ def _augmented(parsed: ParsedFunction, stmt: ast.AugAssign) -> Assign:
     return Assign(((stmt.target.id,),), (_check_expr(parsed, combined),), parsed.file_line(stmt))
 
 
+def _nested(parsed: ParsedFunction, node: ast.FunctionDef | ast.Lambda, name: str
+            ) -> ParsedFunction:
+    """A function defined inside ``parsed``: same file, same globals and closure."""
+    inner = ParsedFunction(fn=parsed.fn, name=name, filename=parsed.filename,
+                           lineno=parsed.file_line(node) or parsed.lineno, params=[], body=[],
+                           source_lines=parsed.source_lines)
+    inner._offset = parsed._offset
+    inner._indent = parsed._indent
+    inner.params = _parameters(inner, node.args)
+    if isinstance(node, ast.Lambda):
+        inner.body = [Return(_check_expr(inner, node.body), parsed.file_line(node))]
+    else:
+        inner.body = _statements(inner, node)
+    return inner
+
+
+class _Lambdas(ast.NodeTransformer):
+    """Replace each ``lambda`` by a `LocalFunction` (their bodies are checked on the way)."""
+
+    def __init__(self, parsed: ParsedFunction) -> None:
+        self.parsed = parsed
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.expr:
+        return LocalFunction(_nested(self.parsed, node, "<lambda>"), node.lineno, node.col_offset)
+
+
 def _check_expr(parsed: ParsedFunction, expr: ast.expr) -> ast.expr:
     """Raise on anything outside the supported expression subset; return ``expr``."""
+    if any(isinstance(node, ast.Lambda) for node in ast.walk(expr)):
+        expr = _Lambdas(parsed).visit(expr)
     for node in ast.walk(expr):
         if isinstance(node, ast.BinOp) and type(node.op) not in _BINARY_OPERATORS:
             symbol = _OPERATOR_SYMBOLS.get(type(node.op), type(node.op).__name__)

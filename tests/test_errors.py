@@ -140,8 +140,9 @@ def string_constant(a):
     return a * "x"
 
 
-def opaque(x):
-    return x + 1
+_namespace: dict = {}
+exec("def opaque(x):\n    return x + 1\n", _namespace)  # no source: srcgrad cannot look inside
+opaque = _namespace["opaque"]
 
 
 def calls_without_derivative(a):
@@ -208,7 +209,8 @@ def test_missing_derivative_names_the_function_and_both_fixes():
         calls_without_derivative,
         MissingDerivativeError,
         "opaque(b)",
-        "no derivative for `opaque`",
+        "`opaque` cannot be differentiated",
+        "keeps no source",
         "opaque_derive",
         "srcgrad.register(opaque",
     )
