@@ -81,19 +81,24 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
             terms_out = tuple(
                 None if partial is None else graph.apply("mul", adjoint, partial)
                 for partial in rules.partials_of(node))
+        # A term sent to several arguments (`b + t` sends its adjoint to both) is computed
+        # once and summed per argument, rather than fused into a product-and-sum for each.
+        shared = {t.id for t in terms_out if t is not None
+                  and sum(1 for u in terms_out if u is t) > 1}
         for arg, term in zip(node.args, terms_out, strict=True):
             if arg.id not in active or term is None:
                 continue
             if (primitive.vjp is None and broadcasting and len(node.args) > 1
                     and not shapes.of(node) <= shapes.of(arg)):
-                term = _reduce(graph, shapes, term, arg, node)
+                term = _reduce(graph, shapes, term, arg, node, fuse=term.id not in shared)
             contributions.setdefault(arg.id, []).append(term)
             user_lines.setdefault(arg.id, []).append(node.lineno)
     grads = [adjoints.get(node.id) for node in wrt]
     return Adjoints(grads, adjoint_of, adjoints)
 
 
-def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node) -> Node:
+def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node,
+            fuse: bool = True) -> Node:
     """``sum_to(term, x, n)``, with factors no bigger than ``x`` applied after the sum.
 
     Summing ``g * s`` over the axes ``x`` was broadcast along, where ``s`` is constant along
@@ -119,7 +124,7 @@ def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node) ->
                 rest = [*factors[:i], factor.args[0], *factors[i + 1:]]
                 summed = _reduce(graph, shapes, _product(graph, rest), x, n)
                 return graph.apply("div", summed, factor.args[1])
-    if term.op == "mul" and not any(a.is_const for a in term.args):
+    if fuse and term.op == "mul" and not any(a.is_const for a in term.args):
         return graph.apply("sum_product", *term.args, x, n)
     return graph.apply("sum_to", term, x, n)
 
