@@ -24,6 +24,7 @@ import ast
 import copy
 import keyword
 import linecache
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -339,7 +340,7 @@ class _Emitter:
             if comment and comment != last_comment:
                 lines.append(f"{indent}# {comment}")
                 last_comment = comment
-            lines.append(indent + ast.unparse(stmt))
+            lines.append(textwrap.indent(ast.unparse(stmt), indent))
             if frees.get(index):
                 lines.append(f"{indent}del {', '.join(frees[index])}")
         lines.append(indent + ast.unparse(result))
@@ -446,7 +447,8 @@ class _InPlace:
     def __init__(self, scalars: list[str], arrays: list[str], lowered: Lowered) -> None:
         self.scalars = set(scalars)
         self.arrays = set(arrays)
-        self.possible = bool(arrays) and not lowered.trees
+        self.possible = bool(arrays) and not lowered.trees and not any(
+            n.op == "loop" for n in lowered.graph.nodes)  # loops keep values on tapes
         self.used = False
 
     def prepare(self, path: _Path, frees: dict[int, list[str]], statements: list[ast.stmt]
@@ -528,23 +530,39 @@ class _InPlace:
         return None
 
 
+@dataclass
+class _LoopScope:
+    """What a loop body's path needs from the path around it."""
+
+    graph: Any  # the body's graph (`graph.LoopBody.graph`)
+    roots: list[Node]
+    param_names: dict[int, str]  # body parameters -> the names the enclosing code uses
+    taken: set[str]  # names the enclosing path uses: the body must not reuse them
+
+
 class _Path:
     """The statements of one path (float or array) over the shared graph."""
 
-    def __init__(self, emitter: _Emitter, scalar: bool, derivation: Derivation) -> None:
+    def __init__(self, emitter: _Emitter, scalar: bool, derivation: Derivation, *,
+                 body: _LoopScope | None = None) -> None:
         self.emitter = emitter
         self.scalar = scalar
         self.in_place: _InPlace | None = None
         self.current_statement = 0
         self.helpers = emitter.helpers
         lowered = emitter.lowered
-        self.output = lowered.output
         self.derivation = derivation
-        roots = [self.resolve(self.output)] + [self.resolve(g) for g in derivation.roots()]
+        # A loop body is a path of its own over the body's graph, inside the enclosing path.
+        self.graph = body.graph if body else lowered.graph
+        self.output = None if body else lowered.output
+        self.tapes: dict[int, list[str]] = {}  # loop body id -> its carried values' tapes
+        roots = ([self.resolve(r) for r in body.roots] if body else
+                 [self.resolve(self.output)] + [self.resolve(g) for g in derivation.roots()])
         order, uses = self._walk(roots)
         self.names: dict[int, str] = {}
-        taken = set(emitter.reserved)
-        nodes = lowered.graph.nodes
+        taken = set(body.taken) if body else set(emitter.reserved)
+        self.taken = taken
+        nodes = self.graph.nodes
         # On this path: derived node id -> (the node it derives from, name pattern).
         self.derived: dict[int, tuple[Node, str]] = {}
         for table, pattern in ((derivation.adjoint_of, "d_{}"), (derivation.tangent_of, "{}_dot")):
@@ -560,15 +578,24 @@ class _Path:
                 if not arg.is_const and arg.id not in self.shape_refs:
                     self.shape_refs.append(arg.id)
         need_name = self._needs_names(order, uses, roots) | {
-            i for i in self.shape_refs if not lowered.graph.nodes[i].is_leaf}
+            i for i in self.shape_refs if not nodes[i].is_leaf}
         self._counter = 0
         self.statements: list[Node] = []
         unpacked = {n.args[0].id for n in order if n.op == "item" and n.attrs[1] is not None}
         for node in order:
-            if node.op == PARAM or node.op == GLOBAL:
+            if node.op == PARAM and body and node.id in body.param_names:
+                self.names[node.id] = body.param_names[node.id]
+            elif node.op == PARAM or node.op == GLOBAL:
                 self.names[node.id] = node.value
                 if node.id in unpacked:  # `W1, b1 = params`
                     self.statements.append(node)
+            elif node.op in ("loop_output", "loop_adjoint"):  # assigned by their loop
+                self.names[node.id] = _fresh(self._loop_value_name(node), taken)
+                taken.add(self.names[node.id])
+            elif node.op in ("loop", "loop_backward"):
+                self.names[node.id] = _fresh("loop", taken)  # a statement, never a value
+                taken.add(self.names[node.id])
+                self.statements.append(node)
             elif node.op == BOUND:
                 self.names[node.id] = node.hint
             elif node.op == CONST:
@@ -588,6 +615,15 @@ class _Path:
         for node_id in self.shape_refs:
             self.shape_names[node_id] = _fresh(f"{self.names[node_id]}_shape", taken)
             taken.add(self.shape_names[node_id])
+
+    def _loop_value_name(self, node: Node) -> str:
+        """`x` for a loop's final x, `d_x` / `d_w_loop` for what its backward loop gives."""
+        body = node.args[0].attrs[0]
+        k = node.attrs[0]
+        if node.op == "loop_output":
+            return node.hint or body.carried[k].value
+        names = [p.value for p in (*body.carried, *body.invariants)]
+        return f"d_{names[k]}" if k < len(body.carried) else f"d_{names[k]}_loop"
 
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
@@ -620,6 +656,9 @@ class _Path:
         names = self.derived
         need = {r.id for r in roots}
         for node in order:
+            if node.op in ("loop", "loop_backward"):  # read by name inside the loop
+                need.update(a.id for a in self.args_of(node)[4 if node.op == "loop_backward"
+                                                            else 3:] if not a.is_leaf)
             if node.is_leaf or node.op == "item":
                 continue
             if node.hint or node.id in names or uses.get(node.id, 0) > 1 or node.op in (
@@ -636,7 +675,7 @@ class _Path:
     def _suggest(self, node: Node, order: list[Node]) -> str:
         if node.hint:
             return node.hint
-        if node is self.resolve(self.output):
+        if self.output is not None and node is self.resolve(self.output):
             return "value"
         derived = self.derived.get(node.id)
         if derived is not None:
@@ -763,19 +802,28 @@ class _Path:
             return node, ast.Assign([ast.Name(self.shape_names[node.id], ast.Store())], shape,
                                     lineno=0)
 
-        graph_nodes = self.emitter.lowered.graph.nodes
+        graph_nodes = self.graph.nodes
         pairs = [capture(graph_nodes[i]) for i in self.shape_refs if graph_nodes[i].is_leaf]
         for node in self.statements:
             self.current_statement = len(pairs)
             if self.in_place is not None:  # buffers pass only between nodes of one statement
                 self.in_place.buffers.clear()
-            pairs.append((node, self.statement(node)))
+            made = self.statement(node)
+            pairs += [(node, s) for s in made] if isinstance(made, list) else [(node, made)]
+            if node.op in ("loop", "loop_backward"):  # what the loop assigned, by its shape
+                pairs += [capture(n) for n in self.graph.nodes
+                          if n.op in ("loop_output", "loop_adjoint") and n.args[0] is node
+                          and n.id in self.shape_names]
             targets = [node, *(n for n in self.items.values() if n.args[0].id == node.id)]
             pairs += [capture(t) for t in targets
                       if t.id in self.shape_names and not t.is_leaf]
         return pairs
 
     def statement(self, node: Node) -> ast.stmt:
+        if node.op == "loop":
+            return self.forward_loop(node)
+        if node.op == "loop_backward":
+            return self.backward_loop(node)
         items = [n for n in self.items.values() if n.args[0].id == node.id]
         if items:  # `d_x, d_y = foo_derive(x, y)` or `W1, b1 = params`
             by_index = {n.attrs[0]: self.names[n.id] for n in items}
@@ -789,6 +837,129 @@ class _Path:
         else:
             value = self.compute(node)
         return ast.Assign([target], value, lineno=0)
+
+    # -- loops ----------------------------------------------------------------------------------
+    def _name(self, node: Node, hint: str, before: list[ast.stmt]) -> str:
+        """A name holding ``node``'s value (a constant gets one, assigned in ``before``)."""
+        node = self.resolve(node)
+        if node.id in self.names:
+            return self.names[node.id]
+        name = _fresh(hint, self.taken)
+        self.taken.add(name)
+        before.append(ast.Assign([ast.Name(name, ast.Store())], self.expr(node), lineno=0))
+        return name
+
+    def _range(self, node: Node, first: int) -> ast.expr:
+        start, stop, step = (self.expr(a) for a in self.args_of(node)[first:first + 3])
+        args = [stop] if (isinstance(start, ast.Constant) and start.value == 0
+                          and isinstance(step, ast.Constant) and step.value == 1) else [
+            start, stop, step]
+        return ast.Call(ast.Name("range", ast.Load()), args, [])
+
+    def _body_path(self, roots: list[Node], graph: Any, param_names: dict[int, str],
+                   derivation: Derivation) -> _Path:
+        taken = self.taken | set(self.names.values()) | set(getattr(self, "shape_names", {}
+                                                                    ).values())
+        scope = _LoopScope(graph, roots, param_names, taken)
+        inner = _Path(self.emitter, self.scalar, derivation, body=scope)
+        self.taken |= set(inner.names.values()) | set(inner.shape_names.values())
+        return inner
+
+    def forward_loop(self, node: Node) -> list[ast.stmt]:
+        """``for i in range(...):`` the body, carried values rebound at each iteration's end,
+        and saved on a tape first when a backward loop will need them."""
+        body = node.attrs[0]
+        args = self.args_of(node)
+        count = len(body.carried)
+        before: list[ast.stmt] = []
+        carried = [self.names[o.id] for o in body.output_nodes]
+        for name, initial in zip(carried, args[3:3 + count], strict=True):
+            before.append(ast.Assign([ast.Name(name, ast.Store())], self.expr(initial),
+                                     lineno=0))
+        invariants = [self._name(a, p.value, before)
+                      for a, p in zip(args[3 + count:], body.invariants, strict=True)]
+        index = _fresh(body.index.value, self.taken)
+        self.taken.add(index)
+        names = {body.index.id: index}
+        names.update((p.id, n) for p, n in zip(body.carried, carried, strict=True))
+        names.update((p.id, n) for p, n in zip(body.invariants, invariants, strict=True))
+        inner = self._body_path(list(body.outputs), body.graph, names, Derivation([]))
+        loop_body: list[ast.stmt] = []
+        if body.backward:  # the backward loop restores them, last first
+            tapes = [_fresh(f"{name}_tape", self.taken) for name in carried]
+            self.taken.update(tapes)
+            self.tapes[id(body)] = tapes
+            before += [ast.Assign([ast.Name(t, ast.Store())], ast.List([], ast.Load()),
+                                  lineno=0) for t in tapes]
+            loop_body += [ast.Expr(ast.Call(ast.Attribute(ast.Name(t, ast.Load()), "append",
+                                                          ast.Load()),
+                                            [ast.Name(n, ast.Load())], []))
+                          for t, n in zip(tapes, carried, strict=True)]
+        loop_body += [stmt for _, stmt in inner.emit()]
+        loop_body.append(ast.Assign(
+            [ast.Tuple([ast.Name(n, ast.Store()) for n in carried], ast.Store())],
+            ast.Tuple([inner.expr(o) for o in body.outputs], ast.Load()), lineno=0))
+        loop = ast.For(ast.Name(index, ast.Store()), self._range(node, 0), loop_body, [],
+                       lineno=0)
+        return [*before, loop]
+
+    def backward_loop(self, node: Node) -> list[ast.stmt]:
+        """The body's adjoint run over the iterations in reverse: carried values restored
+        from the tape, the carried adjoints passed back, the invariants' adjoints summed."""
+        body, wanted = node.attrs
+        backward = body.backward[wanted]
+        args = self.args_of(node)
+        count = len(body.carried)
+        finals = args[4:4 + count]
+        outer_invariants = args[4 + 2 * count:]
+        outputs = {n.attrs[0]: n for n in self.graph.nodes
+                   if n.op == "loop_adjoint" and n.args[0] is node and n.id in self.names}
+        before: list[ast.stmt] = []
+        adjoint_names = []
+        for k, p in enumerate(body.carried):
+            name = (self.names[outputs[k].id] if k in outputs
+                    else _fresh(f"d_{p.value}", self.taken))
+            self.taken.add(name)
+            adjoint_names.append(name)
+            before.append(ast.Assign([ast.Name(name, ast.Store())], self.expr(finals[k]),
+                                     lineno=0))
+        sums = []
+        for j, p in enumerate(body.invariants):
+            name = (self.names[outputs[count + j].id] if count + j in outputs
+                    else _fresh(f"d_{p.value}_loop", self.taken))
+            self.taken.add(name)
+            sums.append(name)
+            before.append(ast.Assign([ast.Name(name, ast.Store())], _float_literal(0.0),
+                                     lineno=0))
+        invariants = [self._name(a, p.value, before)
+                      for a, p in zip(outer_invariants, body.invariants, strict=True)]
+        index = _fresh(body.index.value, self.taken)
+        restored = [_fresh(p.value, self.taken | {index}) for p in body.carried]
+        self.taken.update([index, *restored])
+        names = {body.index.id: index}
+        names.update((p.id, n) for p, n in zip(body.carried, restored, strict=True))
+        names.update((p.id, n) for p, n in zip(body.invariants, invariants, strict=True))
+        names.update((s.id, n) for s, n in zip(backward.seeds, adjoint_names, strict=True))
+        roots = [g for g in (*backward.carried, *backward.invariants) if g is not None]
+        inner = self._body_path(roots, body.graph, names,
+                                Derivation([], adjoint_of=backward.adjoint_of))
+        tapes = self.tapes[id(body)]
+        loop_body: list[ast.stmt] = [
+            ast.Assign([ast.Name(r, ast.Store())], ast.Call(ast.Attribute(
+                ast.Name(t, ast.Load()), "pop", ast.Load()), [], []), lineno=0)
+            for r, t in zip(restored, tapes, strict=True)]
+        loop_body += [stmt for _, stmt in inner.emit()]
+        loop_body.append(ast.Assign(
+            [ast.Tuple([ast.Name(n, ast.Store()) for n in adjoint_names], ast.Store())],
+            ast.Tuple([_float_literal(0.0) if g is None else inner.expr(g)
+                       for g in backward.carried], ast.Load()), lineno=0))
+        for name, g in zip(sums, backward.invariants, strict=True):
+            if g is not None:
+                loop_body.append(ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(
+                    ast.Name(name, ast.Load()), ast.Add(), inner.expr(g)), lineno=0))
+        reversed_range = ast.Call(ast.Name("reversed", ast.Load()), [self._range(node, 1)], [])
+        loop = ast.For(ast.Name(index, ast.Store()), reversed_range, loop_body, [], lineno=0)
+        return [*before, loop]
 
     def final_grad(self, grad: Node | None, like: ast.expr) -> ast.expr:
         """``sg.grad_like(d_x, x)``: the gradient at ``x``'s shape and floating dtype."""

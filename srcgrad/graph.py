@@ -119,6 +119,32 @@ class Node:
     __hash__ = object.__hash__
 
 
+class LoopBody:
+    """The body of a `for` loop: a graph of its own, run once per iteration.
+
+    Its parameters are the loop index, the *carried* variables (their values at the start of an
+    iteration) and the *invariants* (values from outside the loop it reads); its outputs are the
+    carried variables' values at the end of the iteration. In the enclosing graph a `loop` node
+    takes the bounds, the carried variables' initial values and the invariants, and
+    `loop_output` nodes give the final values. Reverse mode adds `backward`: the adjoint graph
+    of one iteration, run in a loop of its own over the iterations in reverse.
+    """
+
+    def __init__(self, graph: Graph, index: Node, carried: list[Node], invariants: list[Node],
+                 outputs: list[Node], lineno: int | None) -> None:
+        self.graph = graph
+        self.index = index
+        self.carried = carried
+        self.invariants = invariants
+        self.outputs = outputs
+        self.lineno = lineno
+        self.output_nodes: list[Node] = []  # the `loop_output` nodes, in the enclosing graph
+        self.backward: Any = None  # set by reverse mode (`reverse.LoopBackward`)
+
+    def __repr__(self) -> str:
+        return f"<loop body: {len(self.graph.nodes)} nodes>"
+
+
 def _const_key(value: Any) -> tuple:
     # 1, 1.0 and True hash alike and 0.0 == -0.0; a constant's identity is its type and repr.
     return (CONST, type(value).__name__, repr(value))

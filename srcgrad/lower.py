@@ -28,8 +28,8 @@ import numpy as np
 
 from . import array_rules, rules
 from .errors import MissingDerivativeError, SourceUnavailableError
-from .graph import Graph, Node
-from .parse import Assign, ParsedFunction, parse_function
+from .graph import Graph, LoopBody, Node
+from .parse import Assign, Loop, ParsedFunction, parse_function
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def _is_array_like(value: Any) -> bool:
 class _Lowering:
     def __init__(self, parsed: ParsedFunction, structures: dict[str, Structure],
                  differentiate: Differentiate | None = None,
-                 caller: _Lowering | None = None) -> None:
+                 caller: _Lowering | None = None, graph: Graph | None = None) -> None:
         self.parsed = parsed
         self.structures = structures
         self.differentiate = differentiate
@@ -169,7 +169,7 @@ class _Lowering:
             # An empty cell (assigned later in the outer scope) raises ValueError: skip it.
             with contextlib.suppress(ValueError):
                 self.closure[name] = cell.cell_contents
-        self.graph = caller.graph if caller else Graph(rules.OPS)
+        self.graph = graph or (caller.graph if caller else Graph(rules.OPS))
         self.env: dict[str, Node | _Static] = {}
         self.result = caller.result if caller else Lowered(
             parsed, self.graph, output=None, params={})  # type: ignore[arg-type]
@@ -201,15 +201,9 @@ class _Lowering:
         for stmt in self.parsed.body:
             graph.lineno = self.fixed_lineno or stmt.lineno
             if isinstance(stmt, Assign):
-                values = [self.expr(v) for v in stmt.values]
-                for target in stmt.targets:
-                    if len(values) > 1:  # `a, b = b, a`: position by position
-                        for name, value, source in zip(target, values, stmt.values,
-                                                       strict=True):
-                            self.assign(name, value, source)
-                    else:
-                        self.assign(target if len(target) > 1 else target[0], values[0],
-                                    stmt.values[0])
+                self.assignment(stmt)
+            elif isinstance(stmt, Loop):
+                self.loop(stmt)
             else:
                 output = self.expr(stmt.value)
                 if not isinstance(output, Node):
@@ -220,6 +214,103 @@ class _Lowering:
                         f"`{self.parsed.name}` returns {what}, not a number or array.",
                         stmt.value)
         return output
+
+    def assignment(self, stmt: Assign) -> None:
+        values = [self.expr(v) for v in stmt.values]
+        for target in stmt.targets:
+            if len(values) > 1:  # `a, b = b, a`: position by position
+                for name, value, source in zip(target, values, stmt.values, strict=True):
+                    self.assign(name, value, source)
+            else:
+                self.assign(target if len(target) > 1 else target[0], values[0],
+                            stmt.values[0])
+
+    def loop(self, stmt: Loop) -> None:
+        """A `for` loop: its body lowered once, into a graph of its own (`graph.LoopBody`).
+
+        Variables the body assigns that exist before the loop are *carried* from one iteration
+        to the next; the values it reads from outside are *invariants*. The generated code runs
+        the body as a loop, so its size does not grow with the number of iterations.
+        """
+        graph = self.graph
+        bounds = [self.value(b) for b in stmt.bounds]
+        if len(bounds) == 1:
+            bounds = [graph.const(0), bounds[0]]
+        if len(bounds) == 2:
+            bounds.append(graph.const(1))
+        assigned: list[str] = []
+        for assign in stmt.body:
+            for target in assign.targets:
+                for name in _names_in(target):
+                    if name not in assigned:
+                        assigned.append(name)
+        read: list[str] = []
+        for assign in stmt.body:
+            for value in assign.values:
+                for node in ast.walk(value):
+                    if isinstance(node, ast.Name) and node.id not in read:
+                        read.append(node.id)
+        carried = [name for name in assigned if name in self.env]
+        for name in carried:
+            if not isinstance(self.env[name], Node):
+                raise self.parsed.error(f"`{name}` holds a tuple/list/dict or a function; a "
+                                        "loop can carry numbers and arrays only.",
+                                        lineno=stmt.lineno)
+        body_graph = Graph(rules.OPS)
+        body_graph.lineno = stmt.lineno
+        inner = _Lowering(self.parsed, {}, self.differentiate, caller=self, graph=body_graph)
+        inner.depth = self.depth
+        index = body_graph.param(stmt.target)
+        inner.env[stmt.target] = index
+        carried_params = [body_graph.param(name) for name in carried]
+        inner.env.update(zip(carried, carried_params, strict=True))
+        invariants: list[str] = []
+        for name in read:
+            if name in inner.env or (name not in self.env and not self.encloses(name)):
+                continue
+            value = self.env[name] if name in self.env else self.lookup(name)
+            if isinstance(value, Node):
+                invariants.append(name)
+                inner.env[name] = body_graph.param(name)
+            elif isinstance(value, Tree):
+                raise self.parsed.error(f"The loop reads the structured value `{name}`; unpack "
+                                        "it before the loop (`W, b = params`).",
+                                        lineno=stmt.lineno)
+            else:
+                inner.env[name] = value  # a function or module: known now
+        for assign in stmt.body:
+            body_graph.lineno = assign.lineno
+            inner.assignment(assign)
+        outputs = []
+        for name in carried:
+            value = inner.env[name]
+            if not isinstance(value, Node):
+                raise self.parsed.error(f"The loop makes `{name}` a tuple/list/dict; a loop "
+                                        "can carry numbers and arrays only.",
+                                        lineno=stmt.lineno)
+            outputs.append(value)
+        body = LoopBody(body_graph, index, carried_params,
+                        [inner.env[name] for name in invariants], outputs, stmt.lineno)
+        graph.lineno = stmt.lineno
+        node = graph.apply("loop", *bounds, *(self.env[n] for n in carried),
+                           *(self.env[n] if n in self.env else self.lookup(n) for n in invariants),
+                           attrs=(body,))
+        for k, name in enumerate(carried):
+            output = graph.apply("loop_output", node, attrs=(k,), hint=name)
+            body.output_nodes.append(output)
+            self.env[name] = output
+
+    def encloses(self, name: str) -> bool:
+        """Whether an enclosing function's variables (a local function's) define ``name``."""
+        return self.lookup(name) is not None
+
+    def lookup(self, name: str) -> Any:
+        scope = self.enclosing
+        while scope is not None:
+            if name in scope.env:
+                return scope.env[name]
+            scope = scope.enclosing
+        return None
 
     def tree(self, parent: Node, structure: Structure) -> Tree:
         """`item` nodes for every element of a structured parameter."""
@@ -765,6 +856,12 @@ def _parsed(fn: Any) -> ParsedFunction:
     if parsed is None:
         parsed = _PARSED[fn] = parse_function(fn)
     return parsed
+
+
+def _names_in(target: Any) -> list[str]:
+    if isinstance(target, str):
+        return [target]
+    return [name for part in target for name in _names_in(part)]
 
 
 def _in(obj: Any, collection: Any) -> bool:

@@ -24,8 +24,6 @@ from .errors import MissingDerivativeError, SourceUnavailableError, TransformErr
 _UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
     ast.If: ("an `if` statement", "Control flow is not supported yet; for a choice between two "
              "values use srcgrad.functions.maximum/minimum/relu/abs, or compute both branches."),
-    ast.For: ("a `for` loop", "Loops are not supported yet; write the computation with array "
-              "operations on a NumPy array argument, which srcgrad differentiates elementwise."),
     ast.While: ("a `while` loop", "Loops are not supported yet; unroll a fixed number of steps "
                 "or use array operations."),
     ast.With: ("a `with` statement", "Move the `with` block out of the differentiated function "
@@ -104,6 +102,16 @@ class LocalFunction(ast.expr):
     def __init__(self, parsed: ParsedFunction, lineno: int, col_offset: int) -> None:
         super().__init__(lineno=lineno, col_offset=col_offset)
         self.parsed = parsed
+
+
+@dataclass(frozen=True)
+class Loop:
+    """``for target in range(*bounds): body``: the body runs as a loop in the generated code."""
+
+    target: str
+    bounds: tuple[ast.expr, ...]  # range's arguments: (stop,), (start, stop) or with a step
+    body: tuple[Assign, ...]
+    lineno: int
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,8 @@ def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign
                                    "without decorators (or at module level).", stmt)
             local = LocalFunction(_nested(parsed, stmt, stmt.name), stmt.lineno, stmt.col_offset)
             out.append(Assign(((stmt.name,),), (local,), lineno))
+        elif isinstance(stmt, ast.For):
+            out.append(_loop(parsed, stmt))
         elif isinstance(stmt, ast.Assign):
             out.append(_assignment(parsed, stmt))
         elif isinstance(stmt, ast.AugAssign):
@@ -334,6 +344,45 @@ def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple:
             ast.Starred: "a starred name"}.get(type(target), "that target")
     raise parsed.error(f"srcgrad cannot assign to {what}: assign to plain names only "
                        "(values are immutable here).", target)
+
+
+def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
+    """A `for` loop over `range(...)` whose body is assignments (no nested control flow yet)."""
+    iterator = stmt.iter
+    if not (isinstance(stmt.target, ast.Name) and isinstance(iterator, ast.Call)
+            and isinstance(iterator.func, ast.Name) and iterator.func.id == "range"
+            and 1 <= len(iterator.args) <= 3 and not iterator.keywords):
+        raise parsed.error("srcgrad differentiates `for <name> in range(...)` loops; loop over "
+                           "indices (`for i in range(len(x)):` and `x[i]`) or use array "
+                           "operations.", stmt)
+    if stmt.orelse:
+        raise parsed.error("A `for ... else` clause is not supported; move the `else` block "
+                           "after the loop.", stmt.orelse[0])
+    body: list[Assign] = []
+    for inner in stmt.body:
+        if isinstance(inner, ast.Assign):
+            body.append(_assignment(parsed, inner))
+        elif isinstance(inner, ast.AugAssign):
+            body.append(_augmented(parsed, inner))
+        elif isinstance(inner, ast.Pass):
+            continue
+        else:
+            what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
+            raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
+                               "is assignments (`x = x + dt * f(x)`, `total += ...`).", inner)
+    for assign in body:
+        for target in assign.targets:
+            if stmt.target.id in _flatten(target):
+                raise parsed.error(f"The loop variable `{stmt.target.id}` is assigned in the "
+                                   "loop body; use another name.", stmt)
+    bounds = tuple(_check_expr(parsed, a) for a in iterator.args)
+    return Loop(stmt.target.id, bounds, tuple(body), parsed.file_line(stmt))
+
+
+def _flatten(target: Any) -> list[str]:
+    if isinstance(target, str):
+        return [target]
+    return [name for part in target for name in _flatten(part)]
 
 
 def _augmented(parsed: ParsedFunction, stmt: ast.AugAssign) -> Assign:

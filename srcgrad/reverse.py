@@ -36,16 +36,20 @@ class Adjoints:
     of: dict[int, Node]  # forward node id -> its adjoint
 
 
-def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool = True,
-            scalars: frozenset[int] = frozenset(), seed: Node | None = None) -> Adjoints:
+def reverse(graph: Graph, output: Node | list[Node], wrt: list[Node], *,
+            broadcasting: bool = True, scalars: frozenset[int] = frozenset(),
+            seed: Node | list[Node] | None = None) -> Adjoints:
     """Add the adjoint computation of ``output`` w.r.t. ``wrt`` to ``graph``.
 
     ``scalars`` names leaves known to be scalars on the path this serves: their shape class is
     empty, like a constant's, so factors made of them leave broadcast sums. ``seed`` is the
     adjoint of the output (default 1: the gradient of the sum of its elements); a
-    vector-Jacobian product passes a parameter.
+    vector-Jacobian product passes a parameter. Several outputs take one seed each (a loop
+    body's carried variables, seeded with their adjoints at the end of an iteration).
     """
-    forward = graph.reachable([output])
+    outputs = output if isinstance(output, list) else [output]
+    seeds = seed if isinstance(seed, list) else [seed or graph.const(1.0)]
+    forward = graph.reachable(outputs)
     wanted = {node.id for node in wrt}
     active: set[int] = set()
     for node in forward:
@@ -53,12 +57,23 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
             active.add(node.id)
     shapes = ShapeClasses(scalars)
 
-    contributions: dict[int, list[Node]] = {output.id: [seed or graph.const(1.0)]}
-    user_lines: dict[int, list[int | None]] = {output.id: [output.lineno]}
+    contributions: dict[int, list[Node]] = {}
+    user_lines: dict[int, list[int | None]] = {}
+    for out, out_seed in zip(outputs, seeds, strict=True):
+        contributions.setdefault(out.id, []).append(out_seed)
+        user_lines.setdefault(out.id, []).append(out.lineno)
     adjoints: dict[int, Node] = {}  # forward node id -> its adjoint
     adjoint_of: dict[int, Node] = {}
     for node in reversed(forward):
         terms = contributions.get(node.id)
+        if node.op == "loop" and node.id in active:  # its outputs' adjoints are its input
+            graph.lineno = node.lineno
+            terms_out = _loop_vjp(graph, node, adjoints, active)
+            for arg, term in zip(node.args, terms_out, strict=True):
+                if arg.id in active and term is not None:
+                    contributions.setdefault(arg.id, []).append(term)
+                    user_lines.setdefault(arg.id, []).append(node.lineno)
+            continue
         if node.id not in active or not terms:
             continue
         # An adjoint is complete at the earliest line that uses the node: attribute it there.
@@ -67,7 +82,7 @@ def reverse(graph: Graph, output: Node, wrt: list[Node], *, broadcasting: bool =
         adjoint = graph.add_all(terms)
         adjoints[node.id] = adjoint
         adjoint_of.setdefault(adjoint.id, node)
-        if node.is_leaf:
+        if node.is_leaf or node.op == "loop_output":  # a loop's outputs: see `loop` below
             continue
         graph.lineno = node.lineno
         primitive = rules.PRIMITIVES[node.op]
@@ -141,6 +156,55 @@ def _product(graph: Graph, factors: list[Node]) -> Node:
     for factor in factors[1:]:
         result = graph.apply("mul", result, factor)
     return result
+
+
+@dataclass
+class LoopBackward:
+    """One iteration of a loop, backwards: the adjoint graph of its body (`graph.LoopBody`).
+
+    ``seeds`` are parameters of the body graph standing for the carried variables' adjoints at
+    the end of an iteration; ``carried`` are their adjoints at its start (None: zero) and
+    ``invariants`` what one iteration adds to the invariants' adjoints.
+    """
+
+    seeds: list[Node]
+    carried: list[Node | None]
+    invariants: list[Node | None]
+    adjoint_of: dict[int, Node]
+    first_adjoint_id: int
+
+
+def _loop_vjp(graph: Graph, node: Node, adjoints: dict[int, Node], active: set[int]
+              ) -> tuple:
+    """Contributions of a `loop` node to its arguments: a `loop_backward` node that runs the
+    body's adjoint over the iterations in reverse (bounds get none). Carried variables pass
+    their adjoint from one iteration to the one before; an invariant that does not depend on
+    a differentiated parameter gets no adjoint at all (data indexed per sample, say)."""
+    body = node.attrs[0]
+    finals = [adjoints.get(output.id) for output in body.output_nodes]
+    if all(g is None for g in finals):
+        return (None,) * len(node.args)
+    count = len(body.carried)
+    wanted = tuple(arg.id in active for arg in node.args[3 + count:])
+    backward = body.backward.get(wanted) if body.backward else None
+    if backward is None:
+        sub = body.graph
+        seeds = [sub.param(f"<adjoint of {p.value}>") for p in body.carried]
+        first = len(sub.nodes)
+        invariants = [p for p, w in zip(body.invariants, wanted, strict=True) if w]
+        inner = reverse(sub, list(body.outputs), [*body.carried, *invariants], seed=seeds)
+        found = iter(inner.grads[count:])
+        backward = LoopBackward(seeds, inner.grads[:count],
+                                [next(found) if w else None for w in wanted],
+                                inner.adjoint_of, first)
+        body.backward = {**(body.backward or {}), wanted: backward}
+    backward_node = graph.apply("loop_backward", node, *node.args[:3],
+                                *(graph.const(0.0) if g is None else g for g in finals),
+                                *node.args[3:], attrs=(body, wanted))
+    outs = [graph.apply("loop_adjoint", backward_node, attrs=(k,)) for k in range(count)]
+    outs += [graph.apply("loop_adjoint", backward_node, attrs=(count + j,)) if w else None
+             for j, w in enumerate(wanted)]
+    return (None, None, None, *outs)
 
 
 def _zero_derivative(node: Node) -> bool:

@@ -81,8 +81,15 @@ def uses_if(a):
 
 
 def uses_for(a):
+    for scale in (1.0, 2.0):
+        a = a * scale
+    return a
+
+
+def branches_in_loop(a):
     for _ in range(3):
-        a = a * 2
+        if a > 1:
+            a = a / 2
     return a
 
 
@@ -167,7 +174,8 @@ def calls_decorated(a):
         (uses_global, "global NAME", ["`global` declaration"]),
         (uses_del, "del b", ["`del` statement"]),
         (uses_if, "if a > 0", ["`if` statement", "maximum/minimum"]),
-        (uses_for, "for _ in", ["`for` loop", "array operations"]),
+        (uses_for, "for scale in", ["`for <name> in range(...)`", "array operations"]),
+        (branches_in_loop, "if a > 1", ["`if` statement", "inside a loop"]),
         (uses_floordiv, "a // 2", ["operator `//`"]),
         (returns_tuple, "return a, a", ["Return one number or array"]),
         (return_not_last, "return a", ["must be the last statement"]),
