@@ -923,8 +923,11 @@ class _Path:
             adjoint_names.append(name)
             before.append(ast.Assign([ast.Name(name, ast.Store())], self.expr(finals[k]),
                                      lineno=0))
-        sums = []
+        sums: list[str | None] = []
         for j, p in enumerate(body.invariants):
+            if backward.invariants[j] is None:  # not differentiated: nothing to sum
+                sums.append(None)
+                continue
             name = (self.names[outputs[count + j].id] if count + j in outputs
                     else _fresh(f"d_{p.value}_loop", self.taken))
             self.taken.add(name)
@@ -954,7 +957,7 @@ class _Path:
             ast.Tuple([_float_literal(0.0) if g is None else inner.expr(g)
                        for g in backward.carried], ast.Load()), lineno=0))
         for name, g in zip(sums, backward.invariants, strict=True):
-            if g is not None:
+            if name is not None and g is not None:
                 loop_body.append(ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(
                     ast.Name(name, ast.Load()), ast.Add(), inner.expr(g)), lineno=0))
         reversed_range = ast.Call(ast.Name("reversed", ast.Load()), [self._range(node, 1)], [])

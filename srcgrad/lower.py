@@ -238,18 +238,7 @@ class _Lowering:
             bounds = [graph.const(0), bounds[0]]
         if len(bounds) == 2:
             bounds.append(graph.const(1))
-        assigned: list[str] = []
-        for assign in stmt.body:
-            for target in assign.targets:
-                for name in _names_in(target):
-                    if name not in assigned:
-                        assigned.append(name)
-        read: list[str] = []
-        for assign in stmt.body:
-            for value in assign.values:
-                for node in ast.walk(value):
-                    if isinstance(node, ast.Name) and node.id not in read:
-                        read.append(node.id)
+        assigned, read = _loop_names(stmt)
         carried = [name for name in assigned if name in self.env]
         for name in carried:
             if not isinstance(self.env[name], Node):
@@ -278,9 +267,12 @@ class _Lowering:
                                         lineno=stmt.lineno)
             else:
                 inner.env[name] = value  # a function or module: known now
-        for assign in stmt.body:
-            body_graph.lineno = assign.lineno
-            inner.assignment(assign)
+        for part in stmt.body:
+            body_graph.lineno = part.lineno
+            if isinstance(part, Loop):
+                inner.loop(part)
+            else:
+                inner.assignment(part)
         outputs = []
         for name in carried:
             value = inner.env[name]
@@ -856,6 +848,39 @@ def _parsed(fn: Any) -> ParsedFunction:
     if parsed is None:
         parsed = _PARSED[fn] = parse_function(fn)
     return parsed
+
+
+def _loop_names(stmt: Loop) -> tuple[list[str], list[str]]:
+    """The names a loop's body assigns and the names it reads, in order of appearance
+    (nested loops included; their own loop variables count as assigned)."""
+    assigned: list[str] = []
+    read: list[str] = []
+
+    def add(names: list[str], name: str) -> None:
+        if name not in names:
+            names.append(name)
+
+    for part in stmt.body:
+        if isinstance(part, Loop):
+            for bound in part.bounds:
+                for node in ast.walk(bound):
+                    if isinstance(node, ast.Name):
+                        add(read, node.id)
+            inner_assigned, inner_read = _loop_names(part)
+            add(assigned, part.target)
+            for name in inner_read:
+                add(read, name)
+            for name in inner_assigned:
+                add(assigned, name)
+            continue
+        for value in part.values:
+            for node in ast.walk(value):
+                if isinstance(node, ast.Name):
+                    add(read, node.id)
+        for target in part.targets:
+            for name in _names_in(target):
+                add(assigned, name)
+    return assigned, read
 
 
 def _names_in(target: Any) -> list[str]:

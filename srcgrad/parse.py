@@ -110,7 +110,7 @@ class Loop:
 
     target: str
     bounds: tuple[ast.expr, ...]  # range's arguments: (stop,), (start, stop) or with a step
-    body: tuple[Assign, ...]
+    body: tuple[Assign | Loop, ...]
     lineno: int
 
 
@@ -358,10 +358,12 @@ def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
     if stmt.orelse:
         raise parsed.error("A `for ... else` clause is not supported; move the `else` block "
                            "after the loop.", stmt.orelse[0])
-    body: list[Assign] = []
+    body: list[Assign | Loop] = []
     for inner in stmt.body:
         if isinstance(inner, ast.Assign):
             body.append(_assignment(parsed, inner))
+        elif isinstance(inner, ast.For):
+            body.append(_loop(parsed, inner))
         elif isinstance(inner, ast.AugAssign):
             body.append(_augmented(parsed, inner))
         elif isinstance(inner, ast.Pass):
@@ -369,9 +371,10 @@ def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
         else:
             what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
             raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
-                               "is assignments (`x = x + dt * f(x)`, `total += ...`).", inner)
+                               "is assignments (`x = x + dt * f(x)`, `total += ...`) and "
+                               "`for` loops.", inner)
     for assign in body:
-        for target in assign.targets:
+        for target in (assign.targets if isinstance(assign, Assign) else ((assign.target,),)):
             if stmt.target.id in _flatten(target):
                 raise parsed.error(f"The loop variable `{stmt.target.id}` is assigned in the "
                                    "loop body; use another name.", stmt)
