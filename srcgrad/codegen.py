@@ -408,6 +408,14 @@ def _may_alias_input(node: Node) -> bool:
     return node.op in (PARAM, GLOBAL, BOUND, "call", "item")
 
 
+def _rebind(names: list[str], values: list[ast.expr]) -> ast.stmt:
+    """``x = new_x``, or ``x, v = new_x, new_v`` (all new values computed before any rebinds)."""
+    if len(names) == 1:
+        return ast.Assign([ast.Name(names[0], ast.Store())], values[0], lineno=0)
+    return ast.Assign([ast.Tuple([ast.Name(n, ast.Store()) for n in names], ast.Store())],
+                      ast.Tuple(values, ast.Load()), lineno=0)
+
+
 def _fresh(base: str, taken: set[str]) -> str:
     name, n = base, 1
     while name in taken or keyword.iskeyword(name):
@@ -896,9 +904,7 @@ class _Path:
                                             [ast.Name(n, ast.Load())], []))
                           for t, n in zip(tapes, carried, strict=True)]
         loop_body += [stmt for _, stmt in inner.emit()]
-        loop_body.append(ast.Assign(
-            [ast.Tuple([ast.Name(n, ast.Store()) for n in carried], ast.Store())],
-            ast.Tuple([inner.expr(o) for o in body.outputs], ast.Load()), lineno=0))
+        loop_body.append(_rebind(carried, [inner.expr(o) for o in body.outputs]))
         loop = ast.For(ast.Name(index, ast.Store()), self._range(node, 0), loop_body, [],
                        lineno=0)
         return [*before, loop]
@@ -952,10 +958,8 @@ class _Path:
                 ast.Name(t, ast.Load()), "pop", ast.Load()), [], []), lineno=0)
             for r, t in zip(restored, tapes, strict=True)]
         loop_body += [stmt for _, stmt in inner.emit()]
-        loop_body.append(ast.Assign(
-            [ast.Tuple([ast.Name(n, ast.Store()) for n in adjoint_names], ast.Store())],
-            ast.Tuple([_float_literal(0.0) if g is None else inner.expr(g)
-                       for g in backward.carried], ast.Load()), lineno=0))
+        loop_body.append(_rebind(adjoint_names, [_float_literal(0.0) if g is None
+                                                 else inner.expr(g) for g in backward.carried]))
         for name, g in zip(sums, backward.invariants, strict=True):
             if name is not None and g is not None:
                 loop_body.append(ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(

@@ -744,6 +744,16 @@ class _Lowering:
                                                        param.name, node, where="closure")
         return callee.body()
 
+    def _SumLoop(self, node: Any) -> Node:
+        """``sum(expr for v in xs)``: a loop adding ``expr`` to a total that starts at 0."""
+        hidden = self.env.get(node.total)  # the accumulator's name is the loop's alone
+        self.env[node.total] = self.graph.const(0.0)
+        self.loop(node.loop)
+        total = self.env.pop(node.total)
+        if hidden is not None:
+            self.env[node.total] = hidden
+        return total
+
     def _LocalFunction(self, node: Any) -> _Local:
         return _Local(node.parsed, self)
 

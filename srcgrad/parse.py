@@ -60,10 +60,12 @@ _UNSUPPORTED_EXPRESSIONS: dict[type, tuple[str, str]] = {
     ast.IfExp: ("a conditional expression `a if c else b`", "Control flow is not supported yet; "
                 "use srcgrad.functions.maximum/minimum/relu/abs."),
     ast.BoolOp: ("`and`/`or`", "Boolean logic is not supported yet."),
-    ast.ListComp: ("a list comprehension", "Comprehensions are not supported yet; use arrays."),
+    ast.ListComp: ("a list comprehension", "srcgrad differentiates `sum([...])` of one; for "
+                   "anything else use arrays or a loop."),
     ast.SetComp: ("a set comprehension", "Comprehensions are not supported yet."),
     ast.DictComp: ("a dict comprehension", "Comprehensions are not supported yet."),
-    ast.GeneratorExp: ("a generator expression", "Comprehensions are not supported yet."),
+    ast.GeneratorExp: ("a generator expression", "srcgrad differentiates `sum(...)` of one; "
+                       "for anything else use arrays or a loop."),
     ast.Starred: ("`*` unpacking", "Pass arguments explicitly."),
     ast.NamedExpr: ("an assignment expression `:=`", "Assign on its own line."),
     ast.JoinedStr: ("an f-string", "Strings are not numbers; compute numbers only."),
@@ -347,18 +349,12 @@ def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple:
 
 
 def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
-    """A `for` loop over `range(...)` whose body is assignments (no nested control flow yet)."""
-    iterator = stmt.iter
-    if not (isinstance(stmt.target, ast.Name) and isinstance(iterator, ast.Call)
-            and isinstance(iterator.func, ast.Name) and iterator.func.id == "range"
-            and 1 <= len(iterator.args) <= 3 and not iterator.keywords):
-        raise parsed.error("srcgrad differentiates `for <name> in range(...)` loops; loop over "
-                           "indices (`for i in range(len(x)):` and `x[i]`) or use array "
-                           "operations.", stmt)
+    """A `for` loop whose body is assignments and loops, as a loop over `range(...)`."""
     if stmt.orelse:
         raise parsed.error("A `for ... else` clause is not supported; move the `else` block "
                            "after the loop.", stmt.orelse[0])
-    body: list[Assign | Loop] = []
+    index, bounds, prefix = _iteration(parsed, stmt.target, stmt.iter, stmt)
+    body: list[Assign | Loop] = list(prefix)
     for inner in stmt.body:
         if isinstance(inner, ast.Assign):
             body.append(_assignment(parsed, inner))
@@ -373,13 +369,57 @@ def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
             raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
                                "is assignments (`x = x + dt * f(x)`, `total += ...`) and "
                                "`for` loops.", inner)
-    for assign in body:
+    loop_names = {index} | {n for a in prefix for t in a.targets for n in _flatten(t)}
+    for assign in body[len(prefix):]:
         for target in (assign.targets if isinstance(assign, Assign) else ((assign.target,),)):
-            if stmt.target.id in _flatten(target):
-                raise parsed.error(f"The loop variable `{stmt.target.id}` is assigned in the "
+            clash = loop_names & set(_flatten(target))
+            if clash:
+                raise parsed.error(f"The loop variable `{clash.pop()}` is assigned in the "
                                    "loop body; use another name.", stmt)
-    bounds = tuple(_check_expr(parsed, a) for a in iterator.args)
-    return Loop(stmt.target.id, bounds, tuple(body), parsed.file_line(stmt))
+    return Loop(index, bounds, tuple(body), parsed.file_line(stmt))
+
+
+def _iteration(parsed: ParsedFunction, target: ast.expr, iterator: ast.expr, where: ast.AST
+               ) -> tuple[str, tuple[ast.expr, ...], tuple[Assign, ...]]:
+    """``for target in iterator`` as a loop over indices: (index name, range's arguments,
+    assignments that start each iteration). ``range(...)`` is itself; ``xs`` (an array) is
+    ``range(len(xs))`` with ``v = xs[i]``; ``enumerate(xs)`` and ``zip(xs, ys)`` likewise."""
+    line = parsed.file_line(where)
+    call = iterator if isinstance(iterator, ast.Call) and isinstance(
+        iterator.func, ast.Name) and not iterator.keywords else None
+    kind = call.func.id if call is not None else None
+
+    def element(name_node: ast.expr, sequence: ast.expr, index: str) -> Assign:
+        if not isinstance(name_node, ast.Name):
+            raise parsed.error("Unpack one name per element here (`for i, v in "
+                               "enumerate(xs)`).", name_node)
+        item = ast.copy_location(ast.Subscript(_check_expr(parsed, sequence),
+                                               ast.Name(index, ast.Load()), ast.Load()),
+                                 sequence)
+        return Assign(((name_node.id,),), (item,), line)
+
+    def length(sequence: ast.expr) -> ast.expr:
+        return ast.copy_location(ast.Call(ast.Name("len", ast.Load()),
+                                          [_check_expr(parsed, sequence)], []), sequence)
+
+    if kind == "range" and isinstance(target, ast.Name) and 1 <= len(call.args) <= 3:
+        return target.id, tuple(_check_expr(parsed, a) for a in call.args), ()
+    if kind == "enumerate" and len(call.args) == 1 and isinstance(target, ast.Tuple) and len(
+            target.elts) == 2 and isinstance(target.elts[0], ast.Name):
+        index = target.elts[0].id
+        return index, (length(call.args[0]),), (element(target.elts[1], call.args[0], index),)
+    if kind == "zip" and call.args and isinstance(target, ast.Tuple) and len(
+            target.elts) == len(call.args):
+        index = f"_{'_'.join(_flatten(_target_names(parsed, target)))}_index"
+        return index, (length(call.args[0]),), tuple(
+            element(t, s, index) for t, s in zip(target.elts, call.args, strict=True))
+    if kind is None and isinstance(target, ast.Name) and isinstance(
+            iterator, (ast.Name, ast.Attribute, ast.Subscript)):
+        index = f"{target.id}_index"
+        return index, (length(iterator),), (element(target, iterator, index),)
+    raise parsed.error("srcgrad differentiates loops over `range(...)`, over an array "
+                       "(`for v in xs`), `enumerate(xs)` and `zip(xs, ys)`; zip loops over the "
+                       "length of its first sequence.", where)
 
 
 def _flatten(target: Any) -> list[str]:
@@ -416,6 +456,43 @@ def _nested(parsed: ParsedFunction, node: ast.FunctionDef | ast.Lambda, name: st
     return inner
 
 
+class SumLoop(ast.expr):
+    """``sum(expr for v in xs)`` (or of a list comprehension): a loop adding up ``expr``."""
+
+    _fields = ()
+
+    def __init__(self, loop: Loop, total: str, lineno: int, col_offset: int) -> None:
+        super().__init__(lineno=lineno, col_offset=col_offset)
+        self.loop = loop
+        self.total = total  # the accumulator's name inside the loop
+
+
+class _Sums(ast.NodeTransformer):
+    """Replace ``sum(<comprehension>)`` by a `SumLoop`."""
+
+    def __init__(self, parsed: ParsedFunction) -> None:
+        self.parsed = parsed
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        self.generic_visit(node)
+        if not (isinstance(node.func, ast.Name) and node.func.id == "sum" and len(node.args) == 1
+                and not node.keywords
+                and isinstance(node.args[0], (ast.GeneratorExp, ast.ListComp))):
+            return node
+        comprehension = node.args[0]
+        if len(comprehension.generators) != 1 or comprehension.generators[0].ifs:
+            raise self.parsed.error("srcgrad sums one `for` clause without `if` "
+                                    "(`sum(f(v) for v in xs)`); write a loop for more.", node)
+        generator = comprehension.generators[0]
+        index, bounds, prefix = _iteration(self.parsed, generator.target, generator.iter, node)
+        total = "total"
+        line = self.parsed.file_line(node)
+        step = ast.copy_location(ast.BinOp(ast.Name(total, ast.Load()), ast.Add(),
+                                           _check_expr(self.parsed, comprehension.elt)), node)
+        loop = Loop(index, bounds, (*prefix, Assign(((total,),), (step,), line)), line)
+        return SumLoop(loop, total, node.lineno, node.col_offset)
+
+
 class _Lambdas(ast.NodeTransformer):
     """Replace each ``lambda`` by a `LocalFunction` (their bodies are checked on the way)."""
 
@@ -430,6 +507,8 @@ def _check_expr(parsed: ParsedFunction, expr: ast.expr) -> ast.expr:
     """Raise on anything outside the supported expression subset; return ``expr``."""
     if any(isinstance(node, ast.Lambda) for node in ast.walk(expr)):
         expr = _Lambdas(parsed).visit(expr)
+    if any(isinstance(node, (ast.GeneratorExp, ast.ListComp)) for node in ast.walk(expr)):
+        expr = _Sums(parsed).visit(expr)
     for node in ast.walk(expr):
         if isinstance(node, ast.BinOp) and type(node.op) not in _BINARY_OPERATORS:
             symbol = _OPERATOR_SYMBOLS.get(type(node.op), type(node.op).__name__)
