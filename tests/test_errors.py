@@ -174,7 +174,7 @@ def calls_decorated(a):
         (uses_global, "global NAME", ["`global` declaration"]),
         (uses_del, "del b", ["`del` statement"]),
         (uses_if, "if a > 0", ["`if` statement", "maximum/minimum"]),
-        (uses_for, "for scale in", ["`for <name> in range(...)`", "array operations"]),
+        (uses_for, "for scale in", ["loops over `range(...)`", "`enumerate(xs)`"]),
         (branches_in_loop, "if a > 1", ["`if` statement", "inside a loop"]),
         (uses_floordiv, "a // 2", ["operator `//`"]),
         (returns_tuple, "return a, a", ["Return one number or array"]),
