@@ -880,7 +880,12 @@ class _Path:
         args = self.args_of(node)
         count = len(body.carried)
         before: list[ast.stmt] = []
-        carried = [self.names[o.id] for o in body.output_nodes]
+        carried = []
+        for output in body.output_nodes:  # an output nobody reads still gets a name
+            if output.id not in self.names:
+                self.names[output.id] = _fresh(self._loop_value_name(output), self.taken)
+                self.taken.add(self.names[output.id])
+            carried.append(self.names[output.id])
         for name, initial in zip(carried, args[3:3 + count], strict=True):
             before.append(ast.Assign([ast.Name(name, ast.Store())], self.expr(initial),
                                      lineno=0))

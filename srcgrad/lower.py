@@ -175,6 +175,7 @@ class _Lowering:
             parsed, self.graph, output=None, params={})  # type: ignore[arg-type]
         self._user_functions: dict[int, rules.UserFunction] = {}
         self.fixed_lineno: int | None = None  # an inlined body: every node at the call's line
+        self.loop_locals: dict[str, int] = {}  # names only a loop body assigned -> its line
 
     def run(self) -> Lowered:
         graph = self.graph
@@ -240,6 +241,8 @@ class _Lowering:
             bounds.append(graph.const(1))
         assigned, read = _loop_names(stmt)
         carried = [name for name in assigned if name in self.env]
+        self.loop_locals.update((name, stmt.lineno) for name in [*assigned, stmt.target]
+                                if name not in self.env)
         for name in carried:
             if not isinstance(self.env[name], Node):
                 raise self.parsed.error(f"`{name}` holds a tuple/list/dict or a function; a "
@@ -385,6 +388,11 @@ class _Lowering:
                                  where="global" if self.globals_live else "closure")
         if hasattr(builtins, name):
             return self.classify(getattr(builtins, name), name, node, where="builtin")
+        if name in self.loop_locals:
+            raise self.parsed.error(
+                f"`{name}` is assigned only inside the loop at line {self.loop_locals[name]}; "
+                f"to use it after the loop, give it a value before the loop (`{name} = 0.0`).",
+                node)
         raise self.parsed.error(
             f"The name `{name}` is not defined (srcgrad looked in the function's locals, its "
             "closure, its module's globals and the builtins when it built the gradient at the "

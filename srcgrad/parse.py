@@ -24,8 +24,11 @@ from .errors import MissingDerivativeError, SourceUnavailableError, TransformErr
 _UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
     ast.If: ("an `if` statement", "Control flow is not supported yet; for a choice between two "
              "values use srcgrad.functions.maximum/minimum/relu/abs, or compute both branches."),
-    ast.While: ("a `while` loop", "Loops are not supported yet; unroll a fixed number of steps "
-                "or use array operations."),
+    ast.While: ("a `while` loop", "`while` loops are not supported yet; write a `for` loop over "
+                "`range(max_steps)`, or use array operations."),
+    ast.Break: ("`break`", "`break` is not supported yet; loop a fixed number of times."),
+    ast.Continue: ("`continue`", "`continue` is not supported yet; compute a value that adds "
+                   "nothing instead (`x = x + 0 * ...`)."),
     ast.With: ("a `with` statement", "Move the `with` block out of the differentiated function "
                "and pass what it produces in as an argument."),
     ast.Try: ("a `try` statement", "Handle errors outside the differentiated function; srcgrad "

@@ -202,8 +202,9 @@ def _loop_vjp(graph: Graph, node: Node, adjoints: dict[int, Node], active: set[i
                                 *(graph.const(0.0) if g is None else g for g in finals),
                                 *node.args[3:], attrs=(body, wanted))
     outs = [graph.apply("loop_adjoint", backward_node, attrs=(k,)) for k in range(count)]
-    outs += [graph.apply("loop_adjoint", backward_node, attrs=(count + j,)) if w else None
-             for j, w in enumerate(wanted)]
+    outs += [graph.apply("loop_adjoint", backward_node, attrs=(count + j,))
+             if g is not None else None  # wanted, but the body gives it no gradient
+             for j, g in enumerate(backward.invariants)]
     return (None, None, None, *outs)
 
 

@@ -431,7 +431,8 @@ def test_a_name_bound_only_by_the_loop_is_not_readable_after_it(
     message = str(raised.value)
     line = {"only_in_loop": 5, "index_after": 11}[name]
     assert f"{module.__file__}\", line {line}" in message
-    assert f"`{missing}` is not defined" in message
+    assert f"`{missing}` is assigned only inside the loop" in message
+    assert f"give it a value before the loop (`{missing} = 0.0`)" in message
 
 
 # -- nested loops and helpers with loops --------------------------------------------------------
@@ -612,25 +613,18 @@ INNER_OUTPUT_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=INNER_OUTPUT_BUG)
 @pytest.mark.parametrize("x", X_CASES, ids=X_IDS)
 def test_nested_loop_whose_result_is_the_outer_carried_value(x: Any):
     """The plainest nesting: the inner loop's x is the outer loop's next x."""
     check_against_autograd(nested_plain, nested_plain_autograd, x)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=INNER_OUTPUT_BUG)
 @pytest.mark.parametrize("x", X_CASES, ids=X_IDS)
 def test_helper_loop_result_scaled_in_a_loop_body(x: Any):
     """`x = damped(x, w) * 0.9`: the product's partials do not read damped's result either."""
     check_against_autograd(calls_damped, calls_damped_autograd, x)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "KeyError in codegen.forward_loop: a carried variable whose final value is not used "
-    "after the loop (x here; only s is returned) has a `loop_output` node unreachable from "
-    "the output, so it gets no name in _Path.names; forward_loop indexes "
-    "self.names[o.id] for every output node. Same root cause as the nested-loop failure."))
 @pytest.mark.parametrize("x", X_CASES, ids=X_IDS)
 def test_carried_value_not_used_after_the_loop(x: Any):
     check_against_autograd(carried_unused_after, carried_unused_after_autograd, x)
@@ -643,12 +637,6 @@ def dead_temporary(x, y):
     return x
 
 
-@pytest.mark.xfail(strict=True, raises=NameError, reason=(
-    "NameError `d_y_loop` in the generated code: y is an invariant of the loop and active "
-    "(a differentiated parameter), so reverse._loop_vjp emits a `loop_adjoint` for it "
-    "(wanted=True), but y only feeds the dead temporary t, so the body's reverse() gives it "
-    "no gradient (LoopBackward.invariants[j] is None) and codegen.backward_loop skips its "
-    "`d_y_loop = 0.0` accumulator while the return still reads it. Should be d/dy = 0."))
 @pytest.mark.parametrize("x", X_CASES, ids=X_IDS)
 def test_invariant_read_only_by_dead_code(x: Any):
     value, grads = srcgrad.grad(dead_temporary)(x, 0.3)
@@ -713,7 +701,7 @@ def looped(x):
     ("with_while", 2, "`while`"),
     ("with_if", 9, "`if`"),
     ("over_list", 15, "range(...)"),
-    ("with_break", 23, "Break"),
+    ("with_break", 23, "`break`"),
 ])
 def test_unsupported_control_flow_names_file_and_line(
     name: str, line: int, words: str, module_dir: Path
@@ -788,7 +776,7 @@ def loop_programs(draw: Any) -> dict[str, Any]:
     An assignment to a carried value whose bound could exceed CARRIED_BOUND is squashed with
     tanh, and exp's argument is squashed when large, so values and derivatives stay moderate
     whatever the iteration count. Every carried value is returned and a last statement feeds
-    every invariant and temporary into a carried value (both avoid the xfail bugs above, which
+    every invariant and temporary into a carried value (both once avoided bugs now fixed, which
     would otherwise fail most examples and hide everything else).
     """
     carried = draw(st.lists(st.sampled_from(["x", "y", "s"]), min_size=1, max_size=2,
@@ -817,7 +805,7 @@ def loop_programs(draw: Any) -> dict[str, Any]:
         if not any(line.strip().startswith(f"{name} =") for line in body):
             body.append(f"        {name} = np.tanh({name} * a + b)")
     # Every invariant and temporary reaches a carried value, so none is read only by dead
-    # code (that case is the xfail test_invariant_read_only_by_dead_code above).
+    # code (that case is test_invariant_read_only_by_dead_code above).
     readers = sorted({"a", "b", "x", "y"} - set(carried)) + [
         name for name in names if name.startswith("t")]
     sink = carried[0]
