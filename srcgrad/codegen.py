@@ -408,6 +408,10 @@ def _may_alias_input(node: Node) -> bool:
     return node.op in (PARAM, GLOBAL, BOUND, "call", "item")
 
 
+_REGIONS = frozenset({"loop", "loop_backward", "branch", "branch_backward"})
+_REGION_VALUES = frozenset({"loop_output", "loop_adjoint", "branch_output", "branch_adjoint"})
+
+
 def _rebind(names: list[str], values: list[ast.expr]) -> ast.stmt:
     """``x = new_x``, or ``x, v = new_x, new_v`` (all new values computed before any rebinds)."""
     if len(names) == 1:
@@ -456,7 +460,7 @@ class _InPlace:
         self.scalars = set(scalars)
         self.arrays = set(arrays)
         self.possible = bool(arrays) and not lowered.trees and not any(
-            n.op == "loop" for n in lowered.graph.nodes)  # loops keep values on tapes
+            n.op in ("loop", "branch") for n in lowered.graph.nodes)  # regions: keep it simple
         self.used = False
 
     def prepare(self, path: _Path, frees: dict[int, list[str]], statements: list[ast.stmt]
@@ -597,11 +601,11 @@ class _Path:
                 self.names[node.id] = node.value
                 if node.id in unpacked:  # `W1, b1 = params`
                     self.statements.append(node)
-            elif node.op in ("loop_output", "loop_adjoint"):  # assigned by their loop
+            elif node.op in _REGION_VALUES:  # assigned by their loop or `if`
                 self.names[node.id] = _fresh(self._loop_value_name(node), taken)
                 taken.add(self.names[node.id])
-            elif node.op in ("loop", "loop_backward"):
-                self.names[node.id] = _fresh("loop", taken)  # a statement, never a value
+            elif node.op in _REGIONS:
+                self.names[node.id] = _fresh("region", taken)  # a statement, never a value
                 taken.add(self.names[node.id])
                 self.statements.append(node)
             elif node.op == BOUND:
@@ -625,9 +629,14 @@ class _Path:
             taken.add(self.shape_names[node_id])
 
     def _loop_value_name(self, node: Node) -> str:
-        """`x` for a loop's final x, `d_x` / `d_w_loop` for what its backward loop gives."""
+        """`x` for a loop's final x, `d_x` / `d_w_loop` for what its backward loop gives;
+        `x` after an `if`, `d_w_if` for what the backward `if` gives."""
         body = node.args[0].attrs[0]
         k = node.attrs[0]
+        if node.op == "branch_output":
+            return node.hint or body.names[k]
+        if node.op == "branch_adjoint":
+            return f"d_{body.inputs[0][k].value}_if"
         if node.op == "loop_output":
             return node.hint or body.carried[k].value
         names = [p.value for p in (*body.carried, *body.invariants)]
@@ -667,6 +676,8 @@ class _Path:
             if node.op in ("loop", "loop_backward"):  # read by name inside the loop
                 need.update(a.id for a in self.args_of(node)[4 if node.op == "loop_backward"
                                                             else 3:] if not a.is_leaf)
+            if node.op in ("branch", "branch_backward"):  # the condition, and what it reads
+                need.update(a.id for a in self.args_of(node) if not a.is_leaf)
             if node.is_leaf or node.op == "item":
                 continue
             if node.hint or node.id in names or uses.get(node.id, 0) > 1 or node.op in (
@@ -818,9 +829,9 @@ class _Path:
                 self.in_place.buffers.clear()
             made = self.statement(node)
             pairs += [(node, s) for s in made] if isinstance(made, list) else [(node, made)]
-            if node.op in ("loop", "loop_backward"):  # what the loop assigned, by its shape
+            if node.op in _REGIONS:  # what the loop or `if` assigned, by its shape
                 pairs += [capture(n) for n in self.graph.nodes
-                          if n.op in ("loop_output", "loop_adjoint") and n.args[0] is node
+                          if n.op in _REGION_VALUES and n.args[0] is node
                           and n.id in self.shape_names]
             targets = [node, *(n for n in self.items.values() if n.args[0].id == node.id)]
             pairs += [capture(t) for t in targets
@@ -832,6 +843,10 @@ class _Path:
             return self.forward_loop(node)
         if node.op == "loop_backward":
             return self.backward_loop(node)
+        if node.op == "branch":
+            return self.forward_branch(node)
+        if node.op == "branch_backward":
+            return self.backward_branch(node)
         items = [n for n in self.items.values() if n.args[0].id == node.id]
         if items:  # `d_x, d_y = foo_derive(x, y)` or `W1, b1 = params`
             by_index = {n.attrs[0]: self.names[n.id] for n in items}
@@ -972,6 +987,72 @@ class _Path:
         reversed_range = ast.Call(ast.Name("reversed", ast.Load()), [self._range(node, 1)], [])
         loop = ast.For(ast.Name(index, ast.Store()), reversed_range, loop_body, [], lineno=0)
         return [*before, loop]
+
+    def _region_value_names(self, node: Node, op: str, count: int) -> list[str]:
+        """Names of a region's outputs (`branch_output`...), read afterwards or not."""
+        outputs = {n.attrs[0]: n for n in self.graph.nodes
+                   if n.op == op and n.args[0] is node}
+        names = []
+        for k in range(count):
+            output = outputs.get(k)
+            if output is not None and output.id in self.names:
+                names.append(self.names[output.id])
+                continue
+            name = _fresh(self._loop_value_name(output) if output is not None else "unused",
+                          self.taken)
+            if output is not None:
+                self.names[output.id] = name
+            self.taken.add(name)
+            names.append(name)
+        return names
+
+    def forward_branch(self, node: Node) -> list[ast.stmt]:
+        """``if c: <then> else: <else>``, each branch ending by assigning the outputs."""
+        body = node.attrs[0]
+        args = self.args_of(node)
+        before: list[ast.stmt] = []
+        inputs = [self._name(a, p.value, before)
+                  for a, p in zip(args[1:], body.inputs[0], strict=True)]
+        outputs = self._region_value_names(node, "branch_output", len(body.names))
+        blocks = []
+        for sub, params, results in zip(body.graphs, body.inputs, body.outputs, strict=True):
+            names = {p.id: n for p, n in zip(params, inputs, strict=True)}
+            inner = self._body_path(list(results), sub, names, Derivation([]))
+            block = [stmt for _, stmt in inner.emit()]
+            if outputs:
+                block.append(_rebind(outputs, [inner.expr(r) for r in results]))
+            blocks.append(block or [ast.Pass()])
+        return [*before, ast.If(self.expr(args[0]), blocks[0], blocks[1])]
+
+    def backward_branch(self, node: Node) -> list[ast.stmt]:
+        """The adjoint of the branch the forward pass took: same condition, its own code."""
+        body, wanted = node.attrs
+        backward = body.backward[wanted]
+        args = self.args_of(node)
+        count = len(body.names)
+        before: list[ast.stmt] = []
+        finals = [self._name(a, f"d_{name}", before)
+                  for a, name in zip(args[1:1 + count], body.names, strict=True)]
+        inputs = [self._name(a, p.value, before)
+                  for a, p in zip(args[1 + count:], body.inputs[0], strict=True)]
+        given = [k for k in range(len(inputs))
+                 if backward.inputs[0][k] is not None or backward.inputs[1][k] is not None]
+        all_names = self._region_value_names(node, "branch_adjoint", len(inputs))
+        blocks = []
+        for b, (sub, params) in enumerate(zip(body.graphs, body.inputs, strict=True)):
+            names = {p.id: n for p, n in zip(params, inputs, strict=True)}
+            names.update((s.id, n) for s, n in zip(backward.seeds[b], finals, strict=True))
+            grads = backward.inputs[b]
+            roots = [grads[k] for k in given if grads[k] is not None]
+            inner = self._body_path(roots, sub, names,
+                                    Derivation([], adjoint_of=backward.adjoint_of[b]))
+            block = [stmt for _, stmt in inner.emit()]
+            if given:
+                block.append(_rebind([all_names[k] for k in given],
+                                     [_float_literal(0.0) if grads[k] is None
+                                      else inner.expr(grads[k]) for k in given]))
+            blocks.append(block or [ast.Pass()])
+        return [*before, ast.If(self.expr(args[0]), blocks[0], blocks[1])]
 
     def final_grad(self, grad: Node | None, like: ast.expr) -> ast.expr:
         """``sg.grad_like(d_x, x)``: the gradient at ``x``'s shape and floating dtype."""

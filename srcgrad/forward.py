@@ -84,9 +84,10 @@ def _tangent(graph: Graph, node: Node, incoming: tuple[Node | None, ...],
         return primitive.jvp(incoming, *node.args, out=node)
     if node.op == "item":  # an element of a structured tangent
         return graph.apply("item", incoming[0], attrs=node.attrs)
-    if node.op in ("loop", "loop_output"):
-        raise rules.NoDerivativeRule(node, "forward mode through a `for` loop is not supported "
-                                     "yet; use srcgrad.grad (reverse mode), which supports it")
+    if node.op in ("loop", "loop_output", "branch", "branch_output"):
+        raise rules.NoDerivativeRule(node, "forward mode through a `for` loop or an `if` is not "
+                                     "supported yet; use srcgrad.grad (reverse mode), which "
+                                     "supports both")
     if primitive.partials is None and node.op != "call":
         raise rules.NoDerivativeRule(node, _no_rule(node))
     terms = [graph.apply("mul", partial, t)

@@ -145,6 +145,29 @@ class LoopBody:
         return f"<loop body: {len(self.graph.nodes)} nodes>"
 
 
+class BranchBody:
+    """The two branches of an `if`: a graph each, with the same inputs and outputs.
+
+    In the enclosing graph a `branch` node takes the condition and the inputs (every value the
+    branches read, and the incoming values of the variables they assign); `branch_output`
+    nodes give the variables after the `if`. Only the branch taken runs, forward and backward.
+    """
+
+    def __init__(self, graphs: tuple[Graph, Graph], inputs: tuple[list[Node], list[Node]],
+                 outputs: tuple[list[Node], list[Node]], names: list[str],
+                 lineno: int | None) -> None:
+        self.graphs = graphs
+        self.inputs = inputs
+        self.outputs = outputs
+        self.names = names  # the variables assigned, one per output
+        self.lineno = lineno
+        self.output_nodes: list[Node] = []
+        self.backward: dict[tuple, Any] = {}  # set by reverse mode, per differentiated inputs
+
+    def __repr__(self) -> str:
+        return f"<if: {len(self.graphs[0].nodes)} and {len(self.graphs[1].nodes)} nodes>"
+
+
 def _const_key(value: Any) -> tuple:
     # 1, 1.0 and True hash alike and 0.0 == -0.0; a constant's identity is its type and repr.
     return (CONST, type(value).__name__, repr(value))

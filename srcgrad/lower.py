@@ -28,8 +28,8 @@ import numpy as np
 
 from . import array_rules, rules
 from .errors import MissingDerivativeError, SourceUnavailableError
-from .graph import Graph, LoopBody, Node
-from .parse import Assign, Loop, ParsedFunction, parse_function
+from .graph import BranchBody, Graph, LoopBody, Node
+from .parse import Assign, Branch, Loop, ParsedFunction, parse_function
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,8 @@ class _Lowering:
                 self.assignment(stmt)
             elif isinstance(stmt, Loop):
                 self.loop(stmt)
+            elif isinstance(stmt, Branch):
+                self.branch(stmt)
             else:
                 output = self.expr(stmt.value)
                 if not isinstance(output, Node):
@@ -272,10 +274,7 @@ class _Lowering:
                 inner.env[name] = value  # a function or module: known now
         for part in stmt.body:
             body_graph.lineno = part.lineno
-            if isinstance(part, Loop):
-                inner.loop(part)
-            else:
-                inner.assignment(part)
+            inner.statement(part)
         outputs = []
         for name in carried:
             value = inner.env[name]
@@ -294,6 +293,89 @@ class _Lowering:
             output = graph.apply("loop_output", node, attrs=(k,), hint=name)
             body.output_nodes.append(output)
             self.env[name] = output
+
+    def statement(self, part: Any) -> None:
+        """One statement of a loop body or a branch."""
+        if isinstance(part, Loop):
+            self.loop(part)
+        elif isinstance(part, Branch):
+            self.branch(part)
+        else:
+            self.assignment(part)
+
+    def branch(self, stmt: Branch) -> None:
+        """An `if` statement: each branch lowered into a graph of its own (`graph.BranchBody`).
+
+        Its outputs are the variables either branch assigns that exist before the `if`, or
+        that both branches assign; its inputs are what the branches read and the incoming
+        values of those variables (a branch that leaves one alone passes it through).
+        """
+        graph = self.graph
+        condition = self.value(stmt.test)
+        then_assigned, then_read = _block_names(stmt.then)
+        else_assigned, else_read = _block_names(stmt.orelse)
+        assigned = list(dict.fromkeys([*then_assigned, *else_assigned]))
+        outputs = [n for n in assigned if n in self.env
+                   or (n in then_assigned and n in else_assigned)]
+        self.loop_locals.update((n, stmt.lineno) for n in assigned if n not in outputs)
+        inputs: list[str] = []
+        statics: dict[str, Any] = {}
+        for name in dict.fromkeys([*then_read, *else_read, *outputs]):
+            value = self.env[name] if name in self.env else self.lookup(name)
+            if isinstance(value, Node):
+                inputs.append(name)
+            elif isinstance(value, Tree):
+                raise self.parsed.error(f"The `if` reads the structured value `{name}`; unpack "
+                                        "it before the `if` (`W, b = params`).",
+                                        lineno=stmt.lineno)
+            elif value is not None:
+                statics[name] = value
+        graphs, params, results = [], [], []
+        for block in (stmt.then, stmt.orelse):
+            sub = Graph(rules.OPS)
+            sub.lineno = stmt.lineno
+            inner = _Lowering(self.parsed, {}, self.differentiate, caller=self, graph=sub)
+            inner.depth = self.depth
+            inner.env.update(statics)
+            block_params = [sub.param(name) for name in inputs]
+            inner.env.update(zip(inputs, block_params, strict=True))
+            for part in block:
+                sub.lineno = part.lineno
+                inner.statement(part)
+            values = []
+            for name in outputs:
+                value = inner.env.get(name)
+                if not isinstance(value, Node):
+                    raise self.parsed.error(f"The `if` makes `{name}` a tuple/list/dict or a "
+                                            "function; branches can assign numbers and arrays "
+                                            "only.", lineno=stmt.lineno)
+                values.append(value)
+            graphs.append(sub)
+            params.append(block_params)
+            results.append(values)
+        body = BranchBody((graphs[0], graphs[1]), (params[0], params[1]),
+                          (results[0], results[1]), outputs, stmt.lineno)
+        graph.lineno = stmt.lineno
+        node = graph.apply("branch", condition,
+                           *(self.env[n] if n in self.env else self.lookup(n) for n in inputs),
+                           attrs=(body,))
+        for k, name in enumerate(outputs):
+            output = graph.apply("branch_output", node, attrs=(k,), hint=name)
+            body.output_nodes.append(output)
+            self.env[name] = output
+
+    def _IfExp(self, node: ast.IfExp) -> Node:
+        """``a if c else b``: a two-branch `if` with one output (only one side is computed)."""
+        hidden = "value_if"
+        saved = self.env.pop(hidden, None)
+        line = self.graph.lineno or 0
+        self.branch(Branch(node.test, (Assign(((hidden,),), (node.body,), line),),
+                           (Assign(((hidden,),), (node.orelse,), line),), line))
+        value = self.env.pop(hidden)
+        self.loop_locals.pop(hidden, None)
+        if saved is not None:
+            self.env[hidden] = saved
+        return value
 
     def encloses(self, name: str) -> bool:
         """Whether an enclosing function's variables (a local function's) define ``name``."""
@@ -869,8 +951,13 @@ def _parsed(fn: Any) -> ParsedFunction:
 
 
 def _loop_names(stmt: Loop) -> tuple[list[str], list[str]]:
-    """The names a loop's body assigns and the names it reads, in order of appearance
-    (nested loops included; their own loop variables count as assigned)."""
+    """The names a loop's body assigns and the names it reads."""
+    return _block_names(stmt.body)
+
+
+def _block_names(block: Any) -> tuple[list[str], list[str]]:
+    """The names a block of statements assigns and the names it reads, in order of appearance
+    (nested loops and branches included; loop variables count as assigned)."""
     assigned: list[str] = []
     read: list[str] = []
 
@@ -878,7 +965,18 @@ def _loop_names(stmt: Loop) -> tuple[list[str], list[str]]:
         if name not in names:
             names.append(name)
 
-    for part in stmt.body:
+    for part in block:
+        if isinstance(part, Branch):
+            for node in ast.walk(part.test):
+                if isinstance(node, ast.Name):
+                    add(read, node.id)
+            for inner in (part.then, part.orelse):
+                inner_assigned, inner_read = _block_names(inner)
+                for name in inner_read:
+                    add(read, name)
+                for name in inner_assigned:
+                    add(assigned, name)
+            continue
         if isinstance(part, Loop):
             for bound in part.bounds:
                 for node in ast.walk(bound):

@@ -22,8 +22,6 @@ from .errors import MissingDerivativeError, SourceUnavailableError, TransformErr
 
 # What each unsupported construct is called in messages, and what to do instead.
 _UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
-    ast.If: ("an `if` statement", "Control flow is not supported yet; for a choice between two "
-             "values use srcgrad.functions.maximum/minimum/relu/abs, or compute both branches."),
     ast.While: ("a `while` loop", "`while` loops are not supported yet; write a `for` loop over "
                 "`range(max_steps)`, or use array operations."),
     ast.Break: ("`break`", "`break` is not supported yet; loop a fixed number of times."),
@@ -60,8 +58,6 @@ _UNSUPPORTED_EXPRESSIONS: dict[type, tuple[str, str]] = {
     ast.Yield: ("`yield`", "Return one value; generators cannot be differentiated."),
     ast.YieldFrom: ("`yield from`", "Return one value; generators cannot be differentiated."),
     ast.Await: ("`await`", "Differentiate synchronous code only."),
-    ast.IfExp: ("a conditional expression `a if c else b`", "Control flow is not supported yet; "
-                "use srcgrad.functions.maximum/minimum/relu/abs."),
     ast.BoolOp: ("`and`/`or`", "Boolean logic is not supported yet."),
     ast.ListComp: ("a list comprehension", "srcgrad differentiates `sum([...])` of one; for "
                    "anything else use arrays or a loop."),
@@ -116,6 +112,17 @@ class Loop:
     target: str
     bounds: tuple[ast.expr, ...]  # range's arguments: (stop,), (start, stop) or with a step
     body: tuple[Assign | Loop, ...]
+    lineno: int
+
+
+@dataclass(frozen=True)
+class Branch:
+    """``if test: then else: orelse`` (``elif`` is a `Branch` in ``orelse``); at run time only
+    the branch taken runs, forward and backward."""
+
+    test: ast.expr
+    then: tuple[Any, ...]  # Assign, Loop and Branch statements
+    orelse: tuple[Any, ...]
     lineno: int
 
 
@@ -292,6 +299,8 @@ def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign
             out.append(Assign(((stmt.name,),), (local,), lineno))
         elif isinstance(stmt, ast.For):
             out.append(_loop(parsed, stmt))
+        elif isinstance(stmt, ast.If):
+            out.append(_branch(parsed, stmt))
         elif isinstance(stmt, ast.Assign):
             out.append(_assignment(parsed, stmt))
         elif isinstance(stmt, ast.AugAssign):
@@ -363,6 +372,8 @@ def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
             body.append(_assignment(parsed, inner))
         elif isinstance(inner, ast.For):
             body.append(_loop(parsed, inner))
+        elif isinstance(inner, ast.If):
+            body.append(_branch(parsed, inner))
         elif isinstance(inner, ast.AugAssign):
             body.append(_augmented(parsed, inner))
         elif isinstance(inner, ast.Pass):
@@ -370,16 +381,47 @@ def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
         else:
             what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
             raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
-                               "is assignments (`x = x + dt * f(x)`, `total += ...`) and "
-                               "`for` loops.", inner)
+                               "is assignments (`x = x + dt * f(x)`, `total += ...`), `for` "
+                               "loops and `if` statements.", inner)
     loop_names = {index} | {n for a in prefix for t in a.targets for n in _flatten(t)}
-    for assign in body[len(prefix):]:
-        for target in (assign.targets if isinstance(assign, Assign) else ((assign.target,),)):
-            clash = loop_names & set(_flatten(target))
-            if clash:
-                raise parsed.error(f"The loop variable `{clash.pop()}` is assigned in the "
-                                   "loop body; use another name.", stmt)
+    for part in body[len(prefix):]:
+        clash = loop_names & set(_assigned_names(part))
+        if clash:
+            raise parsed.error(f"The loop variable `{clash.pop()}` is assigned in the loop "
+                               "body; use another name.", stmt)
     return Loop(index, bounds, tuple(body), parsed.file_line(stmt))
+
+
+def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
+    """An `if` statement whose branches are assignments, loops and `if` statements."""
+
+    def block(statements: list[ast.stmt]) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for inner in statements:
+            if isinstance(inner, ast.Assign):
+                out.append(_assignment(parsed, inner))
+            elif isinstance(inner, ast.AugAssign):
+                out.append(_augmented(parsed, inner))
+            elif isinstance(inner, ast.For):
+                out.append(_loop(parsed, inner))
+            elif isinstance(inner, ast.If):
+                out.append(_branch(parsed, inner))
+            elif isinstance(inner, ast.Pass):
+                continue
+            elif isinstance(inner, ast.Return):
+                raise parsed.error("`return` inside an `if` is not supported yet; assign the "
+                                   "result to a name in each branch and return it after the "
+                                   "`if`.", inner)
+            else:
+                what = _UNSUPPORTED_STATEMENTS.get(type(inner),
+                                                   (f"a `{type(inner).__name__}`",))[0]
+                raise parsed.error(f"srcgrad does not support {what} inside an `if` yet; a "
+                                   "branch is assignments, `for` loops and `if` statements.",
+                                   inner)
+        return tuple(out)
+
+    return Branch(_check_expr(parsed, stmt.test), block(stmt.body), block(stmt.orelse),
+                  parsed.file_line(stmt))
 
 
 def _iteration(parsed: ParsedFunction, target: ast.expr, iterator: ast.expr, where: ast.AST
@@ -423,6 +465,15 @@ def _iteration(parsed: ParsedFunction, target: ast.expr, iterator: ast.expr, whe
     raise parsed.error("srcgrad differentiates loops over `range(...)`, over an array "
                        "(`for v in xs`), `enumerate(xs)` and `zip(xs, ys)`; zip loops over the "
                        "length of its first sequence.", where)
+
+
+def _assigned_names(part: Any) -> list[str]:
+    """Every name a statement of a loop or branch body binds (nested blocks included)."""
+    if isinstance(part, Assign):
+        return [n for target in part.targets for n in _flatten(target)]
+    if isinstance(part, Loop):
+        return [part.target, *(n for p in part.body for n in _assigned_names(p))]
+    return [n for block in (part.then, part.orelse) for p in block for n in _assigned_names(p)]
 
 
 def _flatten(target: Any) -> list[str]:

@@ -66,9 +66,10 @@ def reverse(graph: Graph, output: Node | list[Node], wrt: list[Node], *,
     adjoint_of: dict[int, Node] = {}
     for node in reversed(forward):
         terms = contributions.get(node.id)
-        if node.op == "loop" and node.id in active:  # its outputs' adjoints are its input
+        if node.op in ("loop", "branch") and node.id in active:  # from its outputs' adjoints
             graph.lineno = node.lineno
-            terms_out = _loop_vjp(graph, node, adjoints, active)
+            region_vjp = _loop_vjp if node.op == "loop" else _branch_vjp
+            terms_out = region_vjp(graph, node, adjoints, active)
             for arg, term in zip(node.args, terms_out, strict=True):
                 if arg.id in active and term is not None:
                     contributions.setdefault(arg.id, []).append(term)
@@ -82,7 +83,7 @@ def reverse(graph: Graph, output: Node | list[Node], wrt: list[Node], *,
         adjoint = graph.add_all(terms)
         adjoints[node.id] = adjoint
         adjoint_of.setdefault(adjoint.id, node)
-        if node.is_leaf or node.op == "loop_output":  # a loop's outputs: see `loop` below
+        if node.is_leaf or node.op in ("loop_output", "branch_output"):  # see the regions above
             continue
         graph.lineno = node.lineno
         primitive = rules.PRIMITIVES[node.op]
@@ -206,6 +207,49 @@ def _loop_vjp(graph: Graph, node: Node, adjoints: dict[int, Node], active: set[i
              if g is not None else None  # wanted, but the body gives it no gradient
              for j, g in enumerate(backward.invariants)]
     return (None, None, None, *outs)
+
+
+@dataclass
+class BranchBackward:
+    """The adjoints of an `if`'s two branches: per branch, the seeds standing for its outputs'
+    adjoints and what each input receives (None: nothing)."""
+
+    seeds: tuple[list[Node], list[Node]]
+    inputs: tuple[list[Node | None], list[Node | None]]
+    adjoint_of: tuple[dict[int, Node], dict[int, Node]]
+
+
+def _branch_vjp(graph: Graph, node: Node, adjoints: dict[int, Node], active: set[int]
+                ) -> tuple:
+    """Contributions of a `branch` node to its inputs: a `branch_backward` node that runs the
+    adjoint of the branch taken (the condition gets none)."""
+    body = node.attrs[0]
+    finals = [adjoints.get(output.id) for output in body.output_nodes]
+    if all(g is None for g in finals):
+        return (None,) * len(node.args)
+    wanted = tuple(arg.id in active for arg in node.args[1:])
+    backward = body.backward.get(wanted)
+    if backward is None:
+        seeds, inputs, named = [], [], []
+        for sub, params, outputs in zip(body.graphs, body.inputs, body.outputs, strict=True):
+            branch_seeds = [sub.param(f"<adjoint of {name}>") for name in body.names]
+            targets = [p for p, w in zip(params, wanted, strict=True) if w]
+            inner = reverse(sub, list(outputs), targets, seed=branch_seeds) if outputs else None
+            found = iter(inner.grads if inner else [])
+            seeds.append(branch_seeds)
+            inputs.append([next(found) if w else None for w in wanted])
+            named.append(inner.adjoint_of if inner else {})
+        backward = BranchBackward((seeds[0], seeds[1]), (inputs[0], inputs[1]),
+                                  (named[0], named[1]))
+        body.backward[wanted] = backward
+    # Only the condition and the inputs: the forward branch is recomputed only where the
+    # adjoint reads its values.
+    backward_node = graph.apply("branch_backward", node.args[0],
+                                *(graph.const(0.0) if g is None else g for g in finals),
+                                *node.args[1:], attrs=(body, wanted))
+    return (None, *(graph.apply("branch_adjoint", backward_node, attrs=(k,))
+                    if a is not None or b is not None else None
+                    for k, (a, b) in enumerate(zip(*backward.inputs, strict=True))))
 
 
 def _zero_derivative(node: Node) -> bool:

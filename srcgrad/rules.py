@@ -230,7 +230,8 @@ PRIMITIVES["call"] = Primitive("call", -1, "", "", None, elementwise=False)
 # loop(start, stop, step, *initial, *invariants): a `for` loop, its body in attrs[0] (a
 # `graph.LoopBody`); loop_output(loop) is carried variable attrs[0] after the loop. Reverse mode
 # differentiates them as one region (`reverse.py`), not through this table.
-for _name in ("loop", "loop_output", "loop_backward", "loop_adjoint"):
+for _name in ("loop", "loop_output", "loop_backward", "loop_adjoint", "branch", "branch_output",
+              "branch_backward", "branch_adjoint"):
     PRIMITIVES[_name] = Primitive(_name, -1, "", "", None, elementwise=False)
 # item(t): element attrs[0] of a tuple/list/dict t (a structured parameter, or the partials a
 # user `_derive` returns); attrs[1] is the tuple's length, so the code can unpack it.
@@ -272,7 +273,8 @@ class NoDerivativeRule(Exception):
 
 
 ENGINE_OPS = frozenset({"sum_to", "sum_product", "reduce_to", "expand_to", "call", "item",
-                        "alias", "loop", "loop_output", "loop_backward", "loop_adjoint"})
+                        "alias", "loop", "loop_output", "loop_backward", "loop_adjoint",
+                        "branch", "branch_output", "branch_backward", "branch_adjoint"})
 HELPER_OPS = frozenset({"sign", "step", "tie_weight"})
 
 

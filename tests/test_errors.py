@@ -76,7 +76,7 @@ def uses_del(a):
 
 def uses_if(a):
     if a > 0:
-        a = -a
+        return -a
     return a
 
 
@@ -88,7 +88,7 @@ def uses_for(a):
 
 def branches_in_loop(a):
     for _ in range(3):
-        if a > 1:
+        while a > 1:
             a = a / 2
     return a
 
@@ -173,9 +173,9 @@ def calls_decorated(a):
         (uses_try, "try:", ["`try` statement"]),
         (uses_global, "global NAME", ["`global` declaration"]),
         (uses_del, "del b", ["`del` statement"]),
-        (uses_if, "if a > 0", ["`if` statement", "maximum/minimum"]),
+        (uses_if, "return -a", ["`return` inside an `if`", "assign the result to a name"]),
         (uses_for, "for scale in", ["loops over `range(...)`", "`enumerate(xs)`"]),
-        (branches_in_loop, "if a > 1", ["`if` statement", "inside a loop"]),
+        (branches_in_loop, "while a > 1", ["`while` loop", "inside a loop"]),
         (uses_floordiv, "a // 2", ["operator `//`"]),
         (returns_tuple, "return a, a", ["Return one number or array"]),
         (return_not_last, "return a", ["must be the last statement"]),

@@ -673,7 +673,7 @@ def with_while(x):
 def with_if(x):
     for i in range(3):
         if x > 0:
-            x = x * 2.0
+            continue
     return x
 
 
@@ -699,7 +699,7 @@ def looped(x):
 
 @pytest.mark.parametrize("name, line, words", [
     ("with_while", 2, "`while`"),
-    ("with_if", 9, "`if`"),
+    ("with_if", 10, "`continue`"),
     ("over_list", 15, "range(...)"),
     ("with_break", 23, "`break`"),
 ])
