@@ -2,6 +2,9 @@
 
 On a Python float each function uses the `math` module (tens of nanoseconds, not the
 microsecond of a NumPy scalar call); on anything else it uses the NumPy ufunc, with broadcasting.
+NumPy's ufuncs dispatch to Dask and CuPy arrays themselves; an array that only implements the
+Python array API (array-api-strict, JAX) is sent to its own namespace under NumPy's names
+(`srcgrad.runtime.namespace`), not converted to NumPy.
 Where `math` refuses an input that NumPy answers with inf or nan (``log(0.0)``,
 ``sqrt(-1.0)``, ``exp(1000.0)``), the float path falls back to NumPy, so a function gives the
 same answer for ``0.0`` and for ``np.array([0.0])``.
@@ -12,11 +15,14 @@ call them freely inside a differentiated function; the NumPy and `math` original
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+_numpy = np  # the module itself, where a parameter named np shadows it
 
 __all__ = [
     "abs", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "cbrt",
@@ -29,8 +35,24 @@ _SCALARS = (float, int)
 _FALLBACK = (ValueError, OverflowError, ZeroDivisionError)
 
 
+def _array_api_only(x: Any) -> bool:
+    """Whether ``x`` is an array NumPy's functions cannot take: the array API and nothing else."""
+    kind = type(x)
+    return (kind is not np.ndarray and hasattr(kind, "__array_namespace__")
+            and not hasattr(kind, "__array_function__") and not isinstance(x, np.generic))
+
+
+def _in_namespace(on_array: Callable, *args: Any) -> Any:
+    """``on_array(*args)`` with ``np`` meaning the arguments' own namespace: the array
+    implementations here take the module as a keyword (``np=``) for this."""
+    from .runtime import namespace  # runtime imports this module: import when needed
+
+    return on_array(*args, np=namespace(*args))
+
+
 def _lift1(name: str, on_float: Callable, on_array: Callable, doc: str) -> Callable:
     """A one-argument function: `on_float` for Python numbers, `on_array` otherwise."""
+    on_namespace = _namespaced(name, on_array, 1)
 
     def function(x: Any) -> Any:
         if type(x) in _SCALARS:
@@ -38,6 +60,8 @@ def _lift1(name: str, on_float: Callable, on_array: Callable, doc: str) -> Calla
                 return on_float(x)
             except _FALLBACK:
                 pass
+        elif type(x) is not np.ndarray and _array_api_only(x):
+            return _in_namespace(on_namespace, x)
         return on_array(x)
 
     function.__name__ = function.__qualname__ = name
@@ -48,6 +72,7 @@ def _lift1(name: str, on_float: Callable, on_array: Callable, doc: str) -> Calla
 
 def _lift2(name: str, on_float: Callable, on_array: Callable, doc: str) -> Callable:
     """A two-argument function: `on_float` when both are Python numbers, `on_array` otherwise."""
+    on_namespace = _namespaced(name, on_array, 2)
 
     def function(x: Any, y: Any) -> Any:
         if type(x) in _SCALARS and type(y) in _SCALARS:
@@ -55,12 +80,26 @@ def _lift2(name: str, on_float: Callable, on_array: Callable, doc: str) -> Calla
                 return on_float(x, y)
             except _FALLBACK:
                 pass
+        elif _array_api_only(x) or _array_api_only(y):
+            return _in_namespace(on_namespace, x, y)
         return on_array(x, y)
 
     function.__name__ = function.__qualname__ = name
     function.__doc__ = doc
     function.__module__ = __name__
     return function
+
+
+def _namespaced(name: str, on_array: Callable, arity: int) -> Callable:
+    """The array implementation taking its module as ``np=``: `on_array` itself when it
+    accepts that keyword, else the module's function named like the ufunc (or like ours)."""
+    if isinstance(on_array, np.ufunc):
+        name = on_array.__name__  # "absolute" for np.abs: NumpyNames knows the array API's
+    elif "np" in inspect.signature(on_array).parameters:
+        return on_array
+    if arity == 1:
+        return lambda x, np: getattr(np, name)(x)
+    return lambda x, y, np: getattr(np, name)(x, y)
 
 
 def _sigmoid_float(x: float) -> float:
@@ -71,9 +110,25 @@ def _sigmoid_float(x: float) -> float:
     return e / (1.0 + e)
 
 
-def _sigmoid_array(x: Any) -> Any:
+def _sigmoid_array(x: Any, np: Any = np) -> Any:
     # 1 / (1 + exp(-x)) = exp(-log(1 + exp(-x))), computed stably by logaddexp.
     return np.exp(-np.logaddexp(0.0, np.negative(x)))
+
+
+def _softplus_array(x: Any, np: Any = np) -> Any:
+    return np.logaddexp(0.0, x)
+
+
+def _relu_array(x: Any, np: Any = np) -> Any:
+    return np.maximum(x, 0.0)
+
+
+def _reciprocal_array(x: Any, np: Any = np) -> Any:
+    return np.divide(1.0, x)
+
+
+def _square_array(x: Any, np: Any = np) -> Any:
+    return x * x if np is not _numpy else _numpy.square(x)
 
 
 def _softplus_float(x: float) -> float:
@@ -126,14 +181,12 @@ log2 = _lift1("log2", math.log2, np.log2, "Base-2 logarithm.")
 log10 = _lift1("log10", math.log10, np.log10, "Base-10 logarithm.")
 sqrt = _lift1("sqrt", math.sqrt, np.sqrt, "Square root.")
 cbrt = _lift1("cbrt", getattr(math, "cbrt", _cbrt_float), np.cbrt, "Cube root (real).")
-square = _lift1("square", lambda x: x * x, np.square, "x * x.")
-reciprocal = _lift1("reciprocal", lambda x: 1.0 / x, lambda x: np.divide(1.0, x), "1 / x.")
+square = _lift1("square", lambda x: x * x, _square_array, "x * x.")
+reciprocal = _lift1("reciprocal", lambda x: 1.0 / x, _reciprocal_array, "1 / x.")
 abs = _lift1("abs", math.fabs, np.abs, "Absolute value.")
 sigmoid = _lift1("sigmoid", _sigmoid_float, _sigmoid_array, "Logistic 1 / (1 + exp(-x)), stable.")
-relu = _lift1("relu", _relu_float, lambda x: np.maximum(x, 0.0), "max(x, 0).")
-softplus = _lift1(
-    "softplus", _softplus_float, lambda x: np.logaddexp(0.0, x), "log(1 + exp(x)), stable."
-)
+relu = _lift1("relu", _relu_float, _relu_array, "max(x, 0).")
+softplus = _lift1("softplus", _softplus_float, _softplus_array, "log(1 + exp(x)), stable.")
 erf = _lift1("erf", math.erf, _erf_array, "Gauss error function.")
 arctan2 = _lift2("arctan2", math.atan2, np.arctan2, "Angle of the point (x, y): arctan2(y, x).")
 hypot = _lift2("hypot", math.hypot, np.hypot, "sqrt(x**2 + y**2) without overflow.")
