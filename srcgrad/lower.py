@@ -175,7 +175,8 @@ class _Lowering:
             parsed, self.graph, output=None, params={})  # type: ignore[arg-type]
         self._user_functions: dict[int, rules.UserFunction] = {}
         self.fixed_lineno: int | None = None  # an inlined body: every node at the call's line
-        self.loop_locals: dict[str, int] = {}  # names only a loop body assigned -> its line
+        # names only a loop body or one branch assigned -> (line, "loop" or "`if`")
+        self.loop_locals: dict[str, tuple[int, str]] = {}
 
     def run(self) -> Lowered:
         graph = self.graph
@@ -243,8 +244,8 @@ class _Lowering:
             bounds.append(graph.const(1))
         assigned, read = _loop_names(stmt)
         carried = [name for name in assigned if name in self.env]
-        self.loop_locals.update((name, stmt.lineno) for name in [*assigned, stmt.target]
-                                if name not in self.env)
+        self.loop_locals.update((name, (stmt.lineno, "loop")) for name in
+                                [*assigned, stmt.target] if name not in self.env)
         for name in carried:
             if not isinstance(self.env[name], Node):
                 raise self.parsed.error(f"`{name}` holds a tuple/list/dict or a function; a "
@@ -317,7 +318,7 @@ class _Lowering:
         assigned = list(dict.fromkeys([*then_assigned, *else_assigned]))
         outputs = [n for n in assigned if n in self.env
                    or (n in then_assigned and n in else_assigned)]
-        self.loop_locals.update((n, stmt.lineno) for n in assigned if n not in outputs)
+        self.loop_locals.update((n, (stmt.lineno, "`if`")) for n in assigned if n not in outputs)
         inputs: list[str] = []
         statics: dict[str, Any] = {}
         for name in dict.fromkeys([*then_read, *else_read, *outputs]):
@@ -471,10 +472,10 @@ class _Lowering:
         if hasattr(builtins, name):
             return self.classify(getattr(builtins, name), name, node, where="builtin")
         if name in self.loop_locals:
+            line, where = self.loop_locals[name]
             raise self.parsed.error(
-                f"`{name}` is assigned only inside the loop at line {self.loop_locals[name]}; "
-                f"to use it after the loop, give it a value before the loop (`{name} = 0.0`).",
-                node)
+                f"`{name}` is assigned only inside the {where} at line {line}; to use it after "
+                f"the {where}, give it a value before it (`{name} = 0.0`).", node)
         raise self.parsed.error(
             f"The name `{name}` is not defined (srcgrad looked in the function's locals, its "
             "closure, its module's globals and the builtins when it built the gradient at the "

@@ -432,7 +432,7 @@ def test_a_name_bound_only_by_the_loop_is_not_readable_after_it(
     line = {"only_in_loop": 5, "index_after": 11}[name]
     assert f"{module.__file__}\", line {line}" in message
     assert f"`{missing}` is assigned only inside the loop" in message
-    assert f"give it a value before the loop (`{missing} = 0.0`)" in message
+    assert f"give it a value before it (`{missing} = 0.0`)" in message
 
 
 # -- nested loops and helpers with loops --------------------------------------------------------
