@@ -21,7 +21,6 @@ added around them. `black` formats the text only when a person asks for ``.sourc
 from __future__ import annotations
 
 import ast
-import copy
 import keyword
 import linecache
 import textwrap
@@ -124,19 +123,24 @@ def _template(text: str) -> tuple[ast.expr, dict[str, int]]:
     return expr, counts
 
 
-class _Substitute(ast.NodeTransformer):
-    def __init__(self, args: list[ast.expr], modules: dict[str, str]) -> None:
-        self.args = args
-        self.modules = modules
-
-    def visit_Name(self, node: ast.Name) -> ast.expr:
+def _instantiate(node: Any, args: list[ast.expr], modules: dict[str, str]) -> Any:
+    """A fresh copy of a template's tree with ``_0``, ``_1`` ... replaced by ``args`` and the
+    module names by the ones bound in the generated code. (Much cheaper than deepcopy plus a
+    transformer: this runs for every operation of every generated function.)"""
+    if isinstance(node, ast.Name):
         if node.id.startswith("_") and node.id[1:].isdigit():
             # Shared, not copied: the tree is only printed. A template that repeats a
             # placeholder gets a name or constant there (see `_needs_names`), never a subtree.
-            return self.args[int(node.id[1:])]
-        if node.id in self.modules:
-            return ast.Name(self.modules[node.id], ast.Load())
+            return args[int(node.id[1:])]
+        return ast.Name(modules.get(node.id, node.id), node.ctx)
+    if isinstance(node, list):
+        return [_instantiate(item, args, modules) for item in node]
+    if not isinstance(node, ast.AST):
         return node
+    fresh = node.__class__.__new__(node.__class__)
+    for name in node._fields:
+        setattr(fresh, name, _instantiate(getattr(node, name, None), args, modules))
+    return fresh
 
 
 def _literal(value: Any) -> ast.expr:
@@ -801,7 +805,7 @@ class _Path:
             return ast.Call(ast.Name(node.attrs[0].name, ast.Load()), args, [])
         template, _ = _template(self._template_text(node))
         modules = {m: self.helpers[m] for m in _TEMPLATE_MODULES}
-        expr = _Substitute(args, modules).visit(copy.deepcopy(template))
+        expr = _instantiate(template, args, modules)
         primitive = rules.PRIMITIVES[node.op]
         if isinstance(expr, ast.Call) and primitive.signature:  # drop `axis=None` and the like
             defaults = {p.name: p.default for p in primitive.signature}
