@@ -916,6 +916,8 @@ class _Path:
         names.update((p.id, n) for p, n in zip(body.carried, carried, strict=True))
         names.update((p.id, n) for p, n in zip(body.invariants, invariants, strict=True))
         inner = self._body_path(list(body.outputs), body.graph, names, Derivation([]))
+        if body.index.id not in inner.names:  # the body does not read the index
+            index = "_"
         loop_body: list[ast.stmt] = []
         if body.backward:  # the backward loop restores them, last first
             tapes = [_fresh(f"{name}_tape", self.taken) for name in carried]
@@ -976,6 +978,8 @@ class _Path:
         roots = [g for g in (*backward.carried, *backward.invariants) if g is not None]
         inner = self._body_path(roots, body.graph, names,
                                 Derivation([], adjoint_of=backward.adjoint_of))
+        if body.index.id not in inner.names:  # the adjoint does not read the index
+            index = "_"
         tapes = self.tapes[id(body)]
         loop_body: list[ast.stmt] = [
             ast.Assign([ast.Name(r, ast.Store())], ast.Call(ast.Attribute(
