@@ -61,8 +61,7 @@ def two_peaks(m1, s1, a1, m2, s2, a2, x, y):
 mlp_hinge = bench_arrays.mlp_hinge_loss.__wrapped__
 
 
-# W7: a scalar recurrence, written as the natural loop. srcgrad has no loops yet: its row
-# reports the TransformError until they land, and then runs without a change here.
+# W7: a scalar recurrence, written as the natural loop (srcgrad's generated code loops too).
 def recurrence(x, w):
     for _ in range(STEPS):
         x = x + DT * math.sin(x) * w
