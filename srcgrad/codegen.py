@@ -915,7 +915,8 @@ class _Path:
         names = {body.index.id: index}
         names.update((p.id, n) for p, n in zip(body.carried, carried, strict=True))
         names.update((p.id, n) for p, n in zip(body.invariants, invariants, strict=True))
-        inner = self._body_path(list(body.outputs), body.graph, names, Derivation([]))
+        roots = list(body.outputs) + ([body.condition] if body.condition is not None else [])
+        inner = self._body_path(roots, body.graph, names, Derivation([]))
         if body.index.id not in inner.names:  # the body does not read the index
             index = "_"
         loop_body: list[ast.stmt] = []
@@ -929,7 +930,17 @@ class _Path:
                                                           ast.Load()),
                                             [ast.Name(n, ast.Load())], []))
                           for t, n in zip(tapes, carried, strict=True)]
-        loop_body += [stmt for _, stmt in inner.emit()]
+        statements = [stmt for _, stmt in inner.emit()]
+        if body.condition is not None:  # `while`: test first, then save and run the body
+            test_name = inner.names.get(body.condition.id)
+            split = next((i + 1 for i, s in enumerate(statements) if isinstance(s, ast.Assign)
+                          and any(isinstance(t, ast.Name) and t.id == test_name
+                                  for t in s.targets)), 0)
+            stop = ast.If(ast.UnaryOp(ast.Not(), inner.expr(body.condition)), [ast.Break()], [])
+            loop_body = [*statements[:split], stop, *loop_body, *statements[split:]]
+            loop_body.append(_rebind(carried, [inner.expr(o) for o in body.outputs]))
+            return [*before, ast.While(ast.Constant(True), loop_body, [])]
+        loop_body += statements
         loop_body.append(_rebind(carried, [inner.expr(o) for o in body.outputs]))
         loop = ast.For(ast.Name(index, ast.Store()), self._range(node, 0), loop_body, [],
                        lineno=0)
@@ -992,8 +1003,12 @@ class _Path:
             if name is not None and g is not None:
                 loop_body.append(ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(
                     ast.Name(name, ast.Load()), ast.Add(), inner.expr(g)), lineno=0))
-        reversed_range = ast.Call(ast.Name("reversed", ast.Load()), [self._range(node, 1)], [])
-        loop = ast.For(ast.Name(index, ast.Store()), reversed_range, loop_body, [], lineno=0)
+        if body.condition is not None:  # `while`: as many steps back as the tape holds
+            steps = ast.Call(ast.Name("range", ast.Load()), [ast.Call(
+                ast.Name("len", ast.Load()), [ast.Name(tapes[0], ast.Load())], [])], [])
+        else:
+            steps = ast.Call(ast.Name("reversed", ast.Load()), [self._range(node, 1)], [])
+        loop = ast.For(ast.Name(index, ast.Store()), steps, loop_body, [], lineno=0)
         return [*before, loop]
 
     def _region_value_names(self, node: Node, op: str, count: int) -> list[str]:

@@ -237,7 +237,7 @@ class _Lowering:
         the body as a loop, so its size does not grow with the number of iterations.
         """
         graph = self.graph
-        bounds = [self.value(b) for b in stmt.bounds]
+        bounds = [self.value(b) for b in stmt.bounds] or [graph.const(0), graph.const(0)]
         if len(bounds) == 1:
             bounds = [graph.const(0), bounds[0]]
         if len(bounds) == 2:
@@ -273,6 +273,9 @@ class _Lowering:
                                         lineno=stmt.lineno)
             else:
                 inner.env[name] = value  # a function or module: known now
+        condition = None
+        if stmt.condition is not None:  # evaluated first in each iteration: its nodes come first
+            condition = inner.value(stmt.condition)
         for part in stmt.body:
             body_graph.lineno = part.lineno
             inner.statement(part)
@@ -286,6 +289,7 @@ class _Lowering:
             outputs.append(value)
         body = LoopBody(body_graph, index, carried_params,
                         [inner.env[name] for name in invariants], outputs, stmt.lineno)
+        body.condition = condition
         graph.lineno = stmt.lineno
         node = graph.apply("loop", *bounds, *(self.env[n] for n in carried),
                            *(self.env[n] if n in self.env else self.lookup(n) for n in invariants),
@@ -952,8 +956,12 @@ def _parsed(fn: Any) -> ParsedFunction:
 
 
 def _loop_names(stmt: Loop) -> tuple[list[str], list[str]]:
-    """The names a loop's body assigns and the names it reads."""
-    return _block_names(stmt.body)
+    """The names a loop's body (and a `while` loop's test) assigns and reads."""
+    assigned, read = _block_names(stmt.body)
+    if stmt.condition is not None:
+        tested = [n.id for n in ast.walk(stmt.condition) if isinstance(n, ast.Name)]
+        read = list(dict.fromkeys([*tested, *read]))
+    return assigned, read
 
 
 def _block_names(block: Any) -> tuple[list[str], list[str]]:
@@ -979,7 +987,7 @@ def _block_names(block: Any) -> tuple[list[str], list[str]]:
                     add(assigned, name)
             continue
         if isinstance(part, Loop):
-            for bound in part.bounds:
+            for bound in (*part.bounds, *((part.condition,) if part.condition else ())):
                 for node in ast.walk(bound):
                     if isinstance(node, ast.Name):
                         add(read, node.id)

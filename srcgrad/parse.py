@@ -22,8 +22,6 @@ from .errors import MissingDerivativeError, SourceUnavailableError, TransformErr
 
 # What each unsupported construct is called in messages, and what to do instead.
 _UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
-    ast.While: ("a `while` loop", "`while` loops are not supported yet; write a `for` loop over "
-                "`range(max_steps)`, or use array operations."),
     ast.Break: ("`break`", "`break` is not supported yet; loop a fixed number of times."),
     ast.Continue: ("`continue`", "`continue` is not supported yet; compute a value that adds "
                    "nothing instead (`x = x + 0 * ...`)."),
@@ -113,6 +111,7 @@ class Loop:
     bounds: tuple[ast.expr, ...]  # range's arguments: (stop,), (start, stop) or with a step
     body: tuple[Assign | Loop, ...]
     lineno: int
+    condition: ast.expr | None = None  # a `while` loop: runs while this holds (no bounds)
 
 
 @dataclass(frozen=True)
@@ -297,7 +296,7 @@ def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign
                                    "without decorators (or at module level).", stmt)
             local = LocalFunction(_nested(parsed, stmt, stmt.name), stmt.lineno, stmt.col_offset)
             out.append(Assign(((stmt.name,),), (local,), lineno))
-        elif isinstance(stmt, ast.For):
+        elif isinstance(stmt, (ast.For, ast.While)):
             out.append(_loop(parsed, stmt))
         elif isinstance(stmt, ast.If):
             out.append(_branch(parsed, stmt))
@@ -360,17 +359,23 @@ def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple:
                        "(values are immutable here).", target)
 
 
-def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
-    """A `for` loop whose body is assignments and loops, as a loop over `range(...)`."""
+def _loop(parsed: ParsedFunction, stmt: ast.For | ast.While) -> Loop:
+    """A `for` loop (as a loop over `range(...)`) or a `while` loop, whose body is
+    assignments, loops and `if` statements."""
     if stmt.orelse:
-        raise parsed.error("A `for ... else` clause is not supported; move the `else` block "
+        raise parsed.error("A loop's `else` clause is not supported; move the `else` block "
                            "after the loop.", stmt.orelse[0])
-    index, bounds, prefix = _iteration(parsed, stmt.target, stmt.iter, stmt)
+    condition = None
+    if isinstance(stmt, ast.While):
+        condition = _check_expr(parsed, stmt.test)
+        index, bounds, prefix = "_step", (), ()
+    else:
+        index, bounds, prefix = _iteration(parsed, stmt.target, stmt.iter, stmt)
     body: list[Assign | Loop] = list(prefix)
     for inner in stmt.body:
         if isinstance(inner, ast.Assign):
             body.append(_assignment(parsed, inner))
-        elif isinstance(inner, ast.For):
+        elif isinstance(inner, (ast.For, ast.While)):
             body.append(_loop(parsed, inner))
         elif isinstance(inner, ast.If):
             body.append(_branch(parsed, inner))
@@ -389,7 +394,7 @@ def _loop(parsed: ParsedFunction, stmt: ast.For) -> Loop:
         if clash:
             raise parsed.error(f"The loop variable `{clash.pop()}` is assigned in the loop "
                                "body; use another name.", stmt)
-    return Loop(index, bounds, tuple(body), parsed.file_line(stmt))
+    return Loop(index, bounds, tuple(body), parsed.file_line(stmt), condition)
 
 
 def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
@@ -402,7 +407,7 @@ def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
                 out.append(_assignment(parsed, inner))
             elif isinstance(inner, ast.AugAssign):
                 out.append(_augmented(parsed, inner))
-            elif isinstance(inner, ast.For):
+            elif isinstance(inner, (ast.For, ast.While)):
                 out.append(_loop(parsed, inner))
             elif isinstance(inner, ast.If):
                 out.append(_branch(parsed, inner))

@@ -667,6 +667,8 @@ ERRORS = """\
 def with_while(x):
     while x < 3.0:
         x = x * 2.0
+    else:
+        x = x + 1.0
     return x
 
 
@@ -698,10 +700,10 @@ def looped(x):
 
 
 @pytest.mark.parametrize("name, line, words", [
-    ("with_while", 2, "`while`"),
-    ("with_if", 10, "`continue`"),
-    ("over_list", 15, "range(...)"),
-    ("with_break", 23, "`break`"),
+    ("with_while", 5, "`else` clause"),
+    ("with_if", 12, "`continue`"),
+    ("over_list", 17, "range(...)"),
+    ("with_break", 25, "`break`"),
 ])
 def test_unsupported_control_flow_names_file_and_line(
     name: str, line: int, words: str, module_dir: Path
@@ -726,7 +728,7 @@ def test_forward_mode_through_a_loop_is_a_transform_error(mode: str, module_dir:
     with pytest.raises(TransformError) as raised:
         call()
     message = str(raised.value)
-    assert f"{module.__file__}\", line 28" in message, message
+    assert f"{module.__file__}\", line 30" in message, message
     assert "forward mode" in message
 
 
@@ -862,3 +864,44 @@ def test_random_loop_programs_match_autograd_and_finite_differences(
                                    err_msg=f"d_{name} vs finite differences{context}")
     if "n" in params:
         assert grads.n == 0.0
+
+
+# -- while loops ----------------------------------------------------------------------------------
+
+WHILE_LOOPS = """
+import numpy as np
+
+
+def newton_sqrt(a, x):
+    while abs(x * x - a) > 1e-12 * a:
+        x = 0.5 * (x + a / x)
+    return x
+
+
+def grow(r, target):
+    money = 1.0
+    years = 0.0
+    while money < target:
+        money = money * (1 + r)
+        years = years + 1
+    return money + years * r
+"""
+
+
+@pytest.mark.parametrize("kind", [float, np.float64])
+def test_while_loops_with_data_dependent_termination(kind, module_dir: Path):
+    """The generated code tests the condition at the top of each iteration, as Python does,
+    and the backward loop runs once per iteration the forward loop made (the tape's length)."""
+    module = import_source(WHILE_LOOPS, module_dir, "while_loops")
+    value, grads = srcgrad.grad(module.newton_sqrt)(kind(2.0), kind(1.0))
+    expected = autograd.grad(module.newton_sqrt, (0, 1))(2.0, 1.0)
+    assert value == module.newton_sqrt(2.0, 1.0)
+    np.testing.assert_allclose(grads, expected, rtol=1e-12, atol=1e-15)
+    assert grads.a == pytest.approx(0.5 / np.sqrt(2.0), rel=1e-10)  # d sqrt(a) / da
+    growth = srcgrad.grad(module.grow, wrt="r")
+    for target in (2.0, 0.5):  # 15 iterations, then none at all
+        value, (d_r,) = growth(kind(0.05), target)
+        assert value == pytest.approx(module.grow(0.05, target), rel=1e-15)
+        assert d_r == pytest.approx(autograd.grad(module.grow)(0.05, target), rel=1e-12)
+    source = srcgrad.grad(module.newton_sqrt).source
+    assert "while True:" in source and "break" in source and "range(len(" in source
