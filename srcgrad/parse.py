@@ -297,7 +297,7 @@ def _statements(parsed: ParsedFunction, fn_node: ast.FunctionDef) -> list[Assign
             local = LocalFunction(_nested(parsed, stmt, stmt.name), stmt.lineno, stmt.col_offset)
             out.append(Assign(((stmt.name,),), (local,), lineno))
         elif isinstance(stmt, (ast.For, ast.While)):
-            out.append(_loop(parsed, stmt))
+            out.extend(_loop_statements(parsed, stmt))
         elif isinstance(stmt, ast.If):
             out.append(_branch(parsed, stmt))
         elif isinstance(stmt, ast.Assign):
@@ -359,7 +359,7 @@ def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple:
                        "(values are immutable here).", target)
 
 
-def _loop(parsed: ParsedFunction, stmt: ast.For | ast.While) -> Loop:
+def _loop(parsed: ParsedFunction, stmt: ast.For | ast.While) -> Loop | _Broken:
     """A `for` loop (as a loop over `range(...)`) or a `while` loop, whose body is
     assignments, loops and `if` statements."""
     if stmt.orelse:
@@ -371,12 +371,56 @@ def _loop(parsed: ParsedFunction, stmt: ast.For | ast.While) -> Loop:
         index, bounds, prefix = "_step", (), ()
     else:
         index, bounds, prefix = _iteration(parsed, stmt.target, stmt.iter, stmt)
-    body: list[Assign | Loop] = list(prefix)
-    for inner in stmt.body:
+    flag = f"running_{parsed.file_line(stmt)}"  # set to 0.0 by a `break`
+    body: list[Any] = list(prefix) + _loop_block(parsed, stmt.body, flag,
+                                                 isinstance(stmt, ast.For))
+    broke = any(_assigns(part, flag) for part in body)
+    loop_names = {index} | {n for a in prefix for t in a.targets for n in _flatten(t)}
+    for part in body[len(prefix):]:
+        clash = loop_names & set(_assigned_names(part))
+        if clash:
+            raise parsed.error(f"The loop variable `{clash.pop()}` is assigned in the loop "
+                               "body; use another name.", stmt)
+    loop = Loop(index, bounds, tuple(body), parsed.file_line(stmt), condition)
+    if broke:  # the flag starts at 1.0 before the loop
+        line = parsed.file_line(stmt)
+        return _Broken(Assign(((flag,),), (ast.Constant(1.0),), line), loop)
+    return loop
+
+
+@dataclass(frozen=True)
+class _Broken:
+    """A `for` loop with a `break`: its flag's initial value, then the loop."""
+
+    start: Assign
+    loop: Loop
+
+
+def _loop_block(parsed: ParsedFunction, statements: list[ast.stmt], flag: str,
+                breakable: bool) -> list[Any]:
+    """A loop body. `if c: continue` runs the rest of the body only when c does not hold;
+    `if c: break` (in a `for` loop) clears a flag that guards the rest of the iterations."""
+    body: list[Any] = []
+    for position, inner in enumerate(statements):
+        if (isinstance(inner, ast.If) and len(inner.body) == 1 and not inner.orelse
+                and isinstance(inner.body[0], (ast.Continue, ast.Break))):
+            rest = tuple(_loop_block(parsed, statements[position + 1:], flag, breakable))
+            test = _check_expr(parsed, inner.test)
+            line = parsed.file_line(inner)
+            if isinstance(inner.body[0], ast.Continue):
+                body.append(Branch(test, (), rest, line))
+                return body
+            if not breakable:
+                raise parsed.error("`break` in a `while` loop is not supported yet; put the "
+                                   "condition in the `while` test.", inner.body[0])
+            stop = Assign(((flag,),), (ast.Constant(0.0),), line)
+            body.append(Branch(test, (stop,), rest, line))
+            guard = ast.copy_location(ast.Name(flag, ast.Load()), inner)
+            return [Branch(guard, tuple(body), (), line)]
         if isinstance(inner, ast.Assign):
             body.append(_assignment(parsed, inner))
         elif isinstance(inner, (ast.For, ast.While)):
-            body.append(_loop(parsed, inner))
+            body.extend(_loop_statements(parsed, inner))
         elif isinstance(inner, ast.If):
             body.append(_branch(parsed, inner))
         elif isinstance(inner, ast.AugAssign):
@@ -386,15 +430,19 @@ def _loop(parsed: ParsedFunction, stmt: ast.For | ast.While) -> Loop:
         else:
             what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
             raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
-                               "is assignments (`x = x + dt * f(x)`, `total += ...`), `for` "
-                               "loops and `if` statements.", inner)
-    loop_names = {index} | {n for a in prefix for t in a.targets for n in _flatten(t)}
-    for part in body[len(prefix):]:
-        clash = loop_names & set(_assigned_names(part))
-        if clash:
-            raise parsed.error(f"The loop variable `{clash.pop()}` is assigned in the loop "
-                               "body; use another name.", stmt)
-    return Loop(index, bounds, tuple(body), parsed.file_line(stmt), condition)
+                               "is assignments (`x = x + dt * f(x)`, `total += ...`), loops, "
+                               "`if` statements, and `if c: continue` or `if c: break`.", inner)
+    return body
+
+
+def _loop_statements(parsed: ParsedFunction, stmt: ast.For | ast.While) -> list[Any]:
+    """A loop as statements: the loop, preceded by its `break` flag's start if it has one."""
+    made = _loop(parsed, stmt)
+    return [made.start, made.loop] if isinstance(made, _Broken) else [made]
+
+
+def _assigns(part: Any, name: str) -> bool:
+    return name in _assigned_names(part)
 
 
 def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
@@ -408,7 +456,7 @@ def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
             elif isinstance(inner, ast.AugAssign):
                 out.append(_augmented(parsed, inner))
             elif isinstance(inner, (ast.For, ast.While)):
-                out.append(_loop(parsed, inner))
+                out.extend(_loop_statements(parsed, inner))
             elif isinstance(inner, ast.If):
                 out.append(_branch(parsed, inner))
             elif isinstance(inner, ast.Pass):

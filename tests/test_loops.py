@@ -675,6 +675,7 @@ def with_while(x):
 def with_if(x):
     for i in range(3):
         if x > 0:
+            x = x * 2.0
             continue
     return x
 
@@ -701,9 +702,9 @@ def looped(x):
 
 @pytest.mark.parametrize("name, line, words", [
     ("with_while", 5, "`else` clause"),
-    ("with_if", 12, "`continue`"),
-    ("over_list", 17, "range(...)"),
-    ("with_break", 25, "`break`"),
+    ("with_if", 13, "`continue`"),
+    ("over_list", 18, "range(...)"),
+    ("with_break", 26, "`break`"),
 ])
 def test_unsupported_control_flow_names_file_and_line(
     name: str, line: int, words: str, module_dir: Path
@@ -728,7 +729,7 @@ def test_forward_mode_through_a_loop_is_a_transform_error(mode: str, module_dir:
     with pytest.raises(TransformError) as raised:
         call()
     message = str(raised.value)
-    assert f"{module.__file__}\", line 30" in message, message
+    assert f"{module.__file__}\", line 31" in message, message
     assert "forward mode" in message
 
 
@@ -905,3 +906,29 @@ def test_while_loops_with_data_dependent_termination(kind, module_dir: Path):
         assert d_r == pytest.approx(autograd.grad(module.grow)(0.05, target), rel=1e-12)
     source = srcgrad.grad(module.newton_sqrt).source
     assert "while True:" in source and "break" in source and "range(len(" in source
+
+
+BREAK_AND_CONTINUE = """
+def skip_and_stop(w, xs):
+    total = 0.0
+    for x in xs:
+        if x < 0:
+            continue
+        total = total + w * x * x
+        if total > 3.0:
+            break
+        total = total + 0.1 * w
+    return total
+"""
+
+
+@pytest.mark.parametrize("w", [0.7, 0.2, 1.1])
+def test_continue_and_break_as_guards(w: float, module_dir: Path):
+    """`if c: continue` and `if c: break` become branches (and a flag that stops the rest of
+    the iterations), so the gradient follows the iterations Python actually runs."""
+    module = import_source(BREAK_AND_CONTINUE, module_dir, "break_continue")
+    xs = np.array([0.5, -1.0, 1.0, 2.0, 1.5, 0.3])
+    for kind in (float, np.float64):
+        value, (d_w,) = srcgrad.grad(module.skip_and_stop, wrt="w")(kind(w), xs)
+        assert value == module.skip_and_stop(w, xs)
+        assert d_w == pytest.approx(autograd.grad(module.skip_and_stop)(w, xs), rel=1e-13)
