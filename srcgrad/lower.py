@@ -840,9 +840,10 @@ class _Lowering:
         return callee.body()
 
     def _SumLoop(self, node: Any) -> Node:
-        """``sum(expr for v in xs)``: a loop adding ``expr`` to a total that starts at 0."""
+        """``sum(expr for v in xs)`` (or max, min): a loop combining ``expr`` into a total that
+        starts at 0 (or -inf, inf)."""
         hidden = self.env.get(node.total)  # the accumulator's name is the loop's alone
-        self.env[node.total] = self.graph.const(0.0)
+        self.env[node.total] = self.graph.const(node.start)
         self.loop(node.loop)
         total = self.env.pop(node.total)
         if hidden is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -564,14 +565,20 @@ def _nested(parsed: ParsedFunction, node: ast.FunctionDef | ast.Lambda, name: st
 
 
 class SumLoop(ast.expr):
-    """``sum(expr for v in xs)`` (or of a list comprehension): a loop adding up ``expr``."""
+    """``sum(expr for v in xs)``, ``max(...)`` or ``min(...)`` of a generator or a list
+    comprehension: a loop combining the values of ``expr`` into an accumulator."""
 
     _fields = ()
 
-    def __init__(self, loop: Loop, total: str, lineno: int, col_offset: int) -> None:
+    def __init__(self, loop: Loop, total: str, start: float, lineno: int,
+                 col_offset: int) -> None:
         super().__init__(lineno=lineno, col_offset=col_offset)
         self.loop = loop
         self.total = total  # the accumulator's name inside the loop
+        self.start = start  # its value before the first iteration
+
+
+_REDUCTIONS = {"sum": 0.0, "max": -math.inf, "min": math.inf}
 
 
 class _Sums(ast.NodeTransformer):
@@ -582,22 +589,27 @@ class _Sums(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
         self.generic_visit(node)
-        if not (isinstance(node.func, ast.Name) and node.func.id == "sum" and len(node.args) == 1
-                and not node.keywords
+        if not (isinstance(node.func, ast.Name) and node.func.id in _REDUCTIONS
+                and len(node.args) == 1 and not node.keywords
                 and isinstance(node.args[0], (ast.GeneratorExp, ast.ListComp))):
             return node
+        kind = node.func.id
         comprehension = node.args[0]
         if len(comprehension.generators) != 1 or comprehension.generators[0].ifs:
             raise self.parsed.error("srcgrad sums one `for` clause without `if` "
                                     "(`sum(f(v) for v in xs)`); write a loop for more.", node)
         generator = comprehension.generators[0]
         index, bounds, prefix = _iteration(self.parsed, generator.target, generator.iter, node)
-        total = "total"
+        total = {"sum": "total", "max": "largest", "min": "smallest"}[kind]
         line = self.parsed.file_line(node)
-        step = ast.copy_location(ast.BinOp(ast.Name(total, ast.Load()), ast.Add(),
-                                           _check_expr(self.parsed, comprehension.elt)), node)
+        value = _check_expr(self.parsed, comprehension.elt)
+        if kind == "sum":
+            step: ast.expr = ast.BinOp(ast.Name(total, ast.Load()), ast.Add(), value)
+        else:  # the builtin max/min of two values: srcgrad's maximum/minimum
+            step = ast.Call(ast.Name(kind, ast.Load()), [ast.Name(total, ast.Load()), value], [])
+        step = ast.copy_location(step, node)
         loop = Loop(index, bounds, (*prefix, Assign(((total,),), (step,), line)), line)
-        return SumLoop(loop, total, node.lineno, node.col_offset)
+        return SumLoop(loop, total, _REDUCTIONS[kind], node.lineno, node.col_offset)
 
 
 class _Lambdas(ast.NodeTransformer):

@@ -171,3 +171,19 @@ def test_an_array_condition_fails_as_in_python():
     # `if` needs one truth value, as in Python; elementwise choices are np.where's job.
     with pytest.raises(ValueError, match="truth value"):
         piecewise_grad(np.array([0.5, -0.5]), 1.0)
+
+
+def extremes(a, xs):
+    highest = max((a * x - 1) ** 2 for x in xs)
+    lowest = min([a * x for x in xs])
+    return highest + lowest + max(a, 0.5) * min(a, 2.0)
+
+
+@pytest.mark.parametrize("a", [0.9, 0.2, -1.5])
+def test_max_and_min_of_generators_and_of_two_values(a):
+    """`max(expr for ...)` is a loop keeping the larger value; builtin max/min of two values
+    are srcgrad's maximum/minimum. Both differentiate like the branches they are."""
+    xs = np.array([0.3, -1.0, 2.0, 0.7])
+    value, (d,) = grad(extremes, wrt="a")(a, xs)
+    assert value == pytest.approx(extremes(a, xs), rel=1e-15)
+    assert d == pytest.approx(autograd.grad(extremes)(a, xs), rel=1e-13)
