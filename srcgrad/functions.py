@@ -143,6 +143,9 @@ def _erf_array(x: Any) -> Any:
     try:  # SciPy's erf is vectorised C; it is an optional extra (`pip install srcgrad[special]`).
         from scipy.special import erf as scipy_erf
     except ImportError:
+        map_blocks = getattr(x, "map_blocks", None)  # a Dask array: stay lazy, per chunk
+        if map_blocks is not None:
+            return map_blocks(_erf_vectorised, dtype=float)
         return _erf_vectorised(x)
     return scipy_erf(x)
 
