@@ -997,12 +997,14 @@ class _Path:
                 ast.Name(t, ast.Load()), "pop", ast.Load()), [], []), lineno=0)
             for r, t in zip(restored, tapes, strict=True)]
         loop_body += [stmt for _, stmt in inner.emit()]
-        loop_body.append(_rebind(adjoint_names, [_float_literal(0.0) if g is None
-                                                 else inner.expr(g) for g in backward.carried]))
+        # One assignment: the sums may read a carried adjoint this iteration replaces.
+        targets = list(adjoint_names)
+        values = [_float_literal(0.0) if g is None else inner.expr(g) for g in backward.carried]
         for name, g in zip(sums, backward.invariants, strict=True):
             if name is not None and g is not None:
-                loop_body.append(ast.Assign([ast.Name(name, ast.Store())], ast.BinOp(
-                    ast.Name(name, ast.Load()), ast.Add(), inner.expr(g)), lineno=0))
+                targets.append(name)
+                values.append(ast.BinOp(ast.Name(name, ast.Load()), ast.Add(), inner.expr(g)))
+        loop_body.append(_rebind(targets, values))
         if body.condition is not None:  # `while`: as many steps back as the tape holds
             steps = ast.Call(ast.Name("range", ast.Load()), [ast.Call(
                 ast.Name("len", ast.Load()), [ast.Name(tapes[0], ast.Load())], [])], [])

@@ -244,8 +244,9 @@ class _Lowering:
             bounds.append(graph.const(1))
         assigned, read = _loop_names(stmt)
         carried = [name for name in assigned if name in self.env]
-        self.loop_locals.update((name, (stmt.lineno, "loop")) for name in
-                                [*assigned, stmt.target] if name not in self.env)
+        self.loop_locals.update((name, (stmt.lineno, "loop")) for name in assigned
+                                if name not in self.env)
+        self.loop_locals[stmt.target] = (stmt.lineno, "loop index")
         for name in carried:
             if not isinstance(self.env[name], Node):
                 raise self.parsed.error(f"`{name}` holds a tuple/list/dict or a function; a "
@@ -298,6 +299,10 @@ class _Lowering:
             output = graph.apply("loop_output", node, attrs=(k,), hint=name)
             body.output_nodes.append(output)
             self.env[name] = output
+        if stmt.target in self.env and stmt.target not in carried:
+            # Python leaves the last index in it; srcgrad does not, so reading it is refused.
+            del self.env[stmt.target]
+            self.loop_locals[stmt.target] = (stmt.lineno, "loop index")
 
     def statement(self, part: Any) -> None:
         """One statement of a loop body or a branch."""
@@ -477,6 +482,11 @@ class _Lowering:
             return self.classify(getattr(builtins, name), name, node, where="builtin")
         if name in self.loop_locals:
             line, where = self.loop_locals[name]
+            if where == "loop index":
+                raise self.parsed.error(
+                    f"`{name}` is the variable of the loop at line {line}; srcgrad does not keep "
+                    "its last value after the loop: inside the loop, copy what you need into a "
+                    f"variable that exists before it (`last = {name}`).", node)
             raise self.parsed.error(
                 f"`{name}` is assigned only inside the {where} at line {line}; to use it after "
                 f"the {where}, give it a value before it (`{name} = 0.0`).", node)
@@ -977,9 +987,8 @@ def _block_names(block: Any) -> tuple[list[str], list[str]]:
 
     for part in block:
         if isinstance(part, Branch):
-            for node in ast.walk(part.test):
-                if isinstance(node, ast.Name):
-                    add(read, node.id)
+            for name in _reads(part.test):
+                add(read, name)
             for inner in (part.then, part.orelse):
                 inner_assigned, inner_read = _block_names(inner)
                 for name in inner_read:
@@ -989,24 +998,34 @@ def _block_names(block: Any) -> tuple[list[str], list[str]]:
             continue
         if isinstance(part, Loop):
             for bound in (*part.bounds, *((part.condition,) if part.condition else ())):
-                for node in ast.walk(bound):
-                    if isinstance(node, ast.Name):
-                        add(read, node.id)
+                for name in _reads(bound):
+                    add(read, name)
             inner_assigned, inner_read = _loop_names(part)
-            add(assigned, part.target)
             for name in inner_read:
                 add(read, name)
             for name in inner_assigned:
                 add(assigned, name)
             continue
         for value in part.values:
-            for node in ast.walk(value):
-                if isinstance(node, ast.Name):
-                    add(read, node.id)
+            for name in _reads(value):
+                add(read, name)
         for target in part.targets:
             for name in _names_in(target):
                 add(assigned, name)
     return assigned, read
+
+
+def _reads(expr: ast.expr) -> list[str]:
+    """The names an expression reads, inside `sum(... for ...)` loops too."""
+    names: list[str] = []
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Name):
+            names.append(node.id)
+        elif type(node).__name__ == "SumLoop":
+            inner = node.loop
+            names += [n for b in inner.bounds for n in _reads(b)]
+            names += [n for n in _block_names(inner.body)[1] if n != inner.target]
+    return names
 
 
 def _names_in(target: Any) -> list[str]:

@@ -369,7 +369,7 @@ def _loop(parsed: ParsedFunction, stmt: ast.For | ast.While) -> Loop | _Broken:
     condition = None
     if isinstance(stmt, ast.While):
         condition = _check_expr(parsed, stmt.test)
-        index, bounds, prefix = "_step", (), ()
+        index, bounds, prefix = f"_step_{parsed.file_line(stmt)}", (), ()
     else:
         index, bounds, prefix = _iteration(parsed, stmt.target, stmt.iter, stmt)
     flag = f"running_{parsed.file_line(stmt)}"  # set to 0.0 by a `break`

@@ -431,8 +431,12 @@ def test_a_name_bound_only_by_the_loop_is_not_readable_after_it(
     message = str(raised.value)
     line = {"only_in_loop": 5, "index_after": 11}[name]
     assert f"{module.__file__}\", line {line}" in message
-    assert f"`{missing}` is assigned only inside the loop" in message
-    assert f"give it a value before it (`{missing} = 0.0`)" in message
+    if name == "index_after":  # the loop variable: copy what is needed inside the loop
+        assert f"`{missing}` is the variable of the loop" in message
+        assert f"`last = {missing}`" in message
+    else:
+        assert f"`{missing}` is assigned only inside the loop" in message
+        assert f"give it a value before it (`{missing} = 0.0`)" in message
 
 
 # -- nested loops and helpers with loops --------------------------------------------------------
