@@ -114,10 +114,8 @@ class _Writer:
         kinds = ["assign", "assign", "ifexp"]
         if depth < MAX_DEPTH:
             kinds += ["if", "if", "for"]
-            if not self.whiles:  # whiles nested or in two branches: see the xfails below
-                kinds.append("while")
-        if depth == 0:
-            kinds.append("reduce")  # sum of a generator (top level: see xfail below)
+            kinds.append("while")  # nested whiles too (they once clashed: see test_found_bugs)
+        kinds.append("reduce")  # sum of a generator, in branches and loops too
         kind = self.draw(st.sampled_from(kinds))
         inner = pad + "    "
         if kind == "assign":
@@ -161,8 +159,8 @@ class _Writer:
                 f"{inner}{counter} = {counter} + 0.5 + 0.25 * np.tanh({step})"]
 
     def for_loop(self, names: dict[str, float], pad: str, depth: int) -> list[str]:
-        # Each loop has variables of its own: reusing an outer loop's (or one in the other
-        # branch of an `if`) hits the xfail tests below.
+        # Each loop has variables of its own (test_found_bugs covers a variable shared by the
+        # loops in both branches of an `if`).
         k = next(self.loops)
         i, v = f"i{k}", f"v{k}"
         steps = self.draw(st.integers(0, 5))
