@@ -418,22 +418,28 @@ def _loop_block(parsed: ParsedFunction, statements: list[ast.stmt], flag: str,
             body.append(Branch(test, (stop,), rest, line))
             guard = ast.copy_location(ast.Name(flag, ast.Load()), inner)
             return [Branch(guard, tuple(body), (), line)]
-        if isinstance(inner, ast.Assign):
-            body.append(_assignment(parsed, inner))
-        elif isinstance(inner, (ast.For, ast.While)):
-            body.extend(_loop_statements(parsed, inner))
-        elif isinstance(inner, ast.If):
-            body.append(_branch(parsed, inner))
-        elif isinstance(inner, ast.AugAssign):
-            body.append(_augmented(parsed, inner))
-        elif isinstance(inner, ast.Pass):
-            continue
-        else:
+        if not _nested_statement(parsed, inner, body):
             what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
             raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
                                "is assignments (`x = x + dt * f(x)`, `total += ...`), loops, "
                                "`if` statements, and `if c: continue` or `if c: break`.", inner)
     return body
+
+
+def _nested_statement(parsed: ParsedFunction, inner: ast.stmt, out: list[Any]) -> bool:
+    """Add a statement of a loop body or a branch to ``out``; False if it is not one srcgrad
+    takes there (the caller says why, for its kind of block)."""
+    if isinstance(inner, ast.Assign):
+        out.append(_assignment(parsed, inner))
+    elif isinstance(inner, ast.AugAssign):
+        out.append(_augmented(parsed, inner))
+    elif isinstance(inner, (ast.For, ast.While)):
+        out.extend(_loop_statements(parsed, inner))
+    elif isinstance(inner, ast.If):
+        out.append(_branch(parsed, inner))
+    elif not isinstance(inner, ast.Pass):
+        return False
+    return True
 
 
 def _loop_statements(parsed: ParsedFunction, stmt: ast.For | ast.While) -> list[Any]:
@@ -452,26 +458,15 @@ def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
     def block(statements: list[ast.stmt]) -> tuple[Any, ...]:
         out: list[Any] = []
         for inner in statements:
-            if isinstance(inner, ast.Assign):
-                out.append(_assignment(parsed, inner))
-            elif isinstance(inner, ast.AugAssign):
-                out.append(_augmented(parsed, inner))
-            elif isinstance(inner, (ast.For, ast.While)):
-                out.extend(_loop_statements(parsed, inner))
-            elif isinstance(inner, ast.If):
-                out.append(_branch(parsed, inner))
-            elif isinstance(inner, ast.Pass):
+            if _nested_statement(parsed, inner, out):
                 continue
-            elif isinstance(inner, ast.Return):
+            if isinstance(inner, ast.Return):
                 raise parsed.error("`return` inside an `if` is not supported yet; assign the "
                                    "result to a name in each branch and return it after the "
                                    "`if`.", inner)
-            else:
-                what = _UNSUPPORTED_STATEMENTS.get(type(inner),
-                                                   (f"a `{type(inner).__name__}`",))[0]
-                raise parsed.error(f"srcgrad does not support {what} inside an `if` yet; a "
-                                   "branch is assignments, `for` loops and `if` statements.",
-                                   inner)
+            what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
+            raise parsed.error(f"srcgrad does not support {what} inside an `if` yet; a branch "
+                               "is assignments, loops and `if` statements.", inner)
         return tuple(out)
 
     return Branch(_check_expr(parsed, stmt.test), block(stmt.body), block(stmt.orelse),
