@@ -413,6 +413,19 @@ def _may_alias_input(node: Node) -> bool:
 
 
 _REGIONS = frozenset({"loop", "loop_backward", "branch", "branch_backward"})
+
+
+def _region_name(op: str, body: Any, k: int, hint: str | None = None) -> str:
+    """`x` for a loop's final x, `d_x` / `d_w_loop` for what its backward loop gives;
+    `x` after an `if`, `d_w_if` for what the backward `if` gives."""
+    if op == "branch_output":
+        return hint or body.names[k]
+    if op == "branch_adjoint":
+        return f"d_{body.inputs[0][k].value}_if"
+    if op == "loop_output":
+        return hint or body.carried[k].value
+    names = [p.value for p in (*body.carried, *body.invariants)]
+    return f"d_{names[k]}" if k < len(body.carried) else f"d_{names[k]}_loop"
 _REGION_VALUES = frozenset({"loop_output", "loop_adjoint", "branch_output", "branch_adjoint"})
 
 
@@ -633,18 +646,7 @@ class _Path:
             taken.add(self.shape_names[node_id])
 
     def _loop_value_name(self, node: Node) -> str:
-        """`x` for a loop's final x, `d_x` / `d_w_loop` for what its backward loop gives;
-        `x` after an `if`, `d_w_if` for what the backward `if` gives."""
-        body = node.args[0].attrs[0]
-        k = node.attrs[0]
-        if node.op == "branch_output":
-            return node.hint or body.names[k]
-        if node.op == "branch_adjoint":
-            return f"d_{body.inputs[0][k].value}_if"
-        if node.op == "loop_output":
-            return node.hint or body.carried[k].value
-        names = [p.value for p in (*body.carried, *body.invariants)]
-        return f"d_{names[k]}" if k < len(body.carried) else f"d_{names[k]}_loop"
+        return _region_name(node.op, node.args[0].attrs[0], node.attrs[0], node.hint)
 
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
@@ -899,12 +901,7 @@ class _Path:
         args = self.args_of(node)
         count = len(body.carried)
         before: list[ast.stmt] = []
-        carried = []
-        for output in body.output_nodes:  # an output nobody reads still gets a name
-            if output.id not in self.names:
-                self.names[output.id] = _fresh(self._loop_value_name(output), self.taken)
-                self.taken.add(self.names[output.id])
-            carried.append(self.names[output.id])
+        carried = self._region_value_names(node, "loop_output", count)
         for name, initial in zip(carried, args[3:3 + count], strict=True):
             before.append(ast.Assign([ast.Name(name, ast.Store())], self.expr(initial),
                                      lineno=0))
@@ -955,28 +952,16 @@ class _Path:
         count = len(body.carried)
         finals = args[4:4 + count]
         outer_invariants = args[4 + 2 * count:]
-        outputs = {n.attrs[0]: n for n in self.graph.nodes
-                   if n.op == "loop_adjoint" and n.args[0] is node and n.id in self.names}
-        before: list[ast.stmt] = []
-        adjoint_names = []
-        for k, p in enumerate(body.carried):
-            name = (self.names[outputs[k].id] if k in outputs
-                    else _fresh(f"d_{p.value}", self.taken))
-            self.taken.add(name)
-            adjoint_names.append(name)
-            before.append(ast.Assign([ast.Name(name, ast.Store())], self.expr(finals[k]),
-                                     lineno=0))
-        sums: list[str | None] = []
-        for j, p in enumerate(body.invariants):
-            if backward.invariants[j] is None:  # not differentiated: nothing to sum
-                sums.append(None)
-                continue
-            name = (self.names[outputs[count + j].id] if count + j in outputs
-                    else _fresh(f"d_{p.value}_loop", self.taken))
-            self.taken.add(name)
-            sums.append(name)
-            before.append(ast.Assign([ast.Name(name, ast.Store())], _float_literal(0.0),
-                                     lineno=0))
+        named = self._region_value_names(node, "loop_adjoint", count + len(body.invariants))
+        adjoint_names = named[:count]
+        # Invariants that are not differentiated get nothing to sum.
+        sums = [None if g is None else name
+                for g, name in zip(backward.invariants, named[count:], strict=True)]
+        before: list[ast.stmt] = [
+            ast.Assign([ast.Name(n, ast.Store())], self.expr(f), lineno=0)
+            for n, f in zip(adjoint_names, finals, strict=True)]
+        before += [ast.Assign([ast.Name(n, ast.Store())], _float_literal(0.0), lineno=0)
+                   for n in sums if n is not None]
         invariants = [self._name(a, p.value, before)
                       for a, p in zip(outer_invariants, body.invariants, strict=True)]
         index = _fresh(body.index.value, self.taken)
@@ -1023,7 +1008,7 @@ class _Path:
             if output is not None and output.id in self.names:
                 names.append(self.names[output.id])
                 continue
-            name = _fresh(self._loop_value_name(output) if output is not None else "unused",
+            name = _fresh(_region_name(op, node.attrs[0], k, output.hint if output else None),
                           self.taken)
             if output is not None:
                 self.names[output.id] = name

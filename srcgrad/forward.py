@@ -102,11 +102,8 @@ def _tangent(graph: Graph, node: Node, incoming: tuple[Node | None, ...],
 
 
 def _no_rule(node: Node) -> str:
-    name = _NUMPY_NAMES.get(node.op, node.op).removesuffix("_backward")
     if node.op.endswith("_backward"):
-        return (f"second derivatives through `np.{name}` are not supported yet (its gradient, "
+        name = rules.numpy_spelling(node.op.removesuffix("_backward"))
+        return (f"second derivatives through `{name}` are not supported yet (its gradient, "
                 f"`{node.op}`, has no derivative rule)")
     return f"`{node.op}` has no forward-mode derivative rule"
-
-
-_NUMPY_NAMES = {"norm_backward": "linalg.norm_backward"}  # how the user spelled the primitive

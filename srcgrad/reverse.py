@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import rules
+from .array_rules import NONDIFFERENTIABLE_OPS
 from .graph import Graph, Node
 from .shapes import ShapeClasses
 
@@ -255,8 +256,6 @@ def _branch_vjp(graph: Graph, node: Node, adjoints: dict[int, Node], active: set
 def _zero_derivative(node: Node) -> bool:
     """Whether ``node`` passes no gradient by nature (a mask, a comparison, an element of a
     structured parameter), as opposed to lacking a rule."""
-    from .array_rules import NONDIFFERENTIABLE_OPS
-
     if node.op == "item":  # an element of a (nested) structured parameter, not of a result
         while node.op == "item":
             node = node.args[0]
@@ -266,11 +265,8 @@ def _zero_derivative(node: Node) -> bool:
 
 def _no_rule(node: Node) -> str:
     if node.op.endswith("_backward"):
-        name = _NUMPY_NAMES.get(node.op, node.op).removesuffix("_backward")
-        return (f"second derivatives through `np.{name}` in reverse mode are not supported yet "
+        name = rules.numpy_spelling(node.op.removesuffix("_backward"))
+        return (f"second derivatives through `{name}` in reverse mode are not supported yet "
                 f"(its gradient, `{node.op}`, has no reverse rule); use srcgrad.hvp or "
                 "srcgrad.hessian, which differentiate gradients in forward mode")
     return f"`{node.op}` has no reverse-mode derivative rule"
-
-
-_NUMPY_NAMES = {"norm_backward": "linalg.norm_backward"}  # how the user spelled the primitive

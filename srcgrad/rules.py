@@ -262,6 +262,11 @@ def partials_of(node: Node) -> tuple[Node | None, ...]:
     return tuple(graph.lift(p) for p in partials)
 
 
+def numpy_spelling(op: str) -> str:
+    """How a user writes primitive ``op`` (`np.prod`, `np.linalg.norm`), for messages."""
+    return "np.linalg.norm" if op == "norm" else f"np.{op}"
+
+
 class NoDerivativeRule(Exception):
     """A node whose derivative srcgrad does not know (raised while differentiating; the
     transform turns it into a `TransformError` pointing at the node's source line)."""
