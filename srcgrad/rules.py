@@ -259,7 +259,7 @@ def partials_of(node: Node) -> tuple[Node | None, ...]:
     partials = primitive.partials(*node.args, node)
     if not isinstance(partials, tuple):
         partials = (partials,)
-    return tuple(graph.lift(p) for p in partials)
+    return tuple(None if p is None else graph.lift(p) for p in partials)
 
 
 def numpy_spelling(op: str) -> str:

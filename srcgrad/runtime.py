@@ -25,7 +25,7 @@ from .backward import is_foreign
 from .functions import *  # noqa: F403 - generated code reaches every function as sg.<name>
 from .functions import __all__ as _functions
 
-__all__ = [*_functions, *_backward, "SCALARS", "NumpyNames", "as_array", "fits",
+__all__ = [*_functions, *_backward, "SCALARS", "NumpyNames", "as_array", "fits", "fusable",
            "float64_arrays", "grad_like", "namespace", "reduce_to", "sign", "step",
            "sum_product", "sum_squares", "sum_to", "tie_weight"]
 
@@ -412,3 +412,14 @@ def tie_weight(x: Any, y: Any) -> Any:
     if xp is np:
         return np.greater(x, y) + 0.5 * np.equal(x, y)
     return xp.where(xp.greater(x, y), 1.0, xp.where(xp.equal(x, y), 0.5, 0.0))
+
+
+def fusable(*arrays: Any) -> bool:
+    """Whether ``arrays`` are NumPy arrays of real numbers, all of one shape: what a fused
+    loop (``backend="numba"``) is compiled for."""
+    first = arrays[0]
+    for array in arrays:
+        if type(array) is not np.ndarray or array.dtype.kind not in "fiub" or (
+                array.shape != first.shape) or array.ndim == 0:
+            return False
+    return True

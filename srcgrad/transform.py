@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import codegen, lower, parse, reverse, rules
+from . import codegen, fused, lower, parse, reverse, rules
 from .graph import Graph, Node
 
 
@@ -94,7 +94,7 @@ def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node]
 
 def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
           structures: dict[str, lower.Structure] | None = None,
-          derive: Deriver = gradient, mode: str = "grad") -> Transform:
+          derive: Deriver = gradient, mode: str = "grad", backend: str = "numpy") -> Transform:
     """Source checked by `parse` -> graph -> derivatives (``derive``) -> compiled function.
 
     ``structures`` describes the first call's arguments: containers of arrays, and which
@@ -106,7 +106,8 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     scalars = [name for name, kind in structures.items() if kind == SCALAR]
     mixed = bool(scalars) and len(scalars) < len(parsed.params)
     structures = {k: v for k, v in structures.items() if v is not None and v != SCALAR}
-    key = (mode, wrt, tuple(sorted(structures.items())), tuple(scalars) if mixed else ())
+    key = (mode, wrt, tuple(sorted(structures.items())), tuple(scalars) if mixed else (),
+           backend)
     cached = _cached(parsed.fn, key)
     if cached is not None:
         return cached
@@ -127,6 +128,10 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
         raise parsed.error(f"srcgrad cannot differentiate this line: {missing.reason}.",
                            lineno=missing.node.lineno) from None
     generated = codegen.generate(lowered, derivation, mixed_path)
+    if backend == "numba" and (mixed or not scalars):  # some array to loop over
+        fused_derivation = mixed_path[1] if mixed_path else derivation
+        generated = fused.generate(lowered, fused_derivation, scalars if mixed else [],
+                                   generated)
     first_section = derivation.sections[0]
     leaf_names = [n.hint or f"#{n.id}" for n in wrt_nodes]
     flat = [node for _, nodes in first_section.fields for node in nodes]
@@ -185,7 +190,8 @@ class GradFunction:
     _mode = "grad"
     _direct_calls = True
 
-    def __init__(self, fn: Callable[..., Any], wrt: tuple[str, ...] | None) -> None:
+    def __init__(self, fn: Callable[..., Any], wrt: tuple[str, ...] | None,
+                 backend: str = "numpy") -> None:
         original = getattr(fn, "__srcgrad_transform__", None)
         if original is not None:  # `hessian(f)` of a decorated `f`: start from f's source
             fn = original.__wrapped__
@@ -194,12 +200,13 @@ class GradFunction:
         names = [p.name for p in self._parsed.params]
         self.wrt: tuple[str, ...] = _check_wrt(self._parsed.name, names, wrt)
         self._transform: Transform | None = None
+        self.backend = backend
         self.__srcgrad_transform__ = self
 
     def _build(self, structures: dict[str, Any] | None = None) -> Transform:
         if self._transform is None:
             self._transform = build(self._parsed, self.wrt, structures, self._derive,
-                                    self._mode)
+                                    self._mode, self.backend)
             if self._direct_calls:
                 # From now on calling this object runs the generated function directly.
                 type(self).__call__ = staticmethod(self._transform.function)
@@ -275,17 +282,27 @@ def _check_wrt(function: str, params: list[str], wrt: Iterable[str] | str | None
     return tuple(name for name in params if name in wanted)  # signature order
 
 
-def grad(fn: Callable[..., Any] | None = None, *, wrt: Iterable[str] | str | None = None
-         ) -> Any:
+def grad(fn: Callable[..., Any] | None = None, *, wrt: Iterable[str] | str | None = None,
+         backend: str = "numpy") -> Any:
     """Turn ``fn`` into a function returning ``(value, grads)``.
 
     Use as ``@grad`` or ``@grad(wrt=("mu", "sigma"))``. ``grads`` has one field per
     differentiated parameter (all parameters by default), each shaped like its parameter. For an
     array-valued ``fn`` the gradient is that of the sum of its elements.
+
+    ``backend="numba"`` (the ``numba`` extra) compiles elementwise code and its totals into one
+    fused loop over the elements, in parallel on large arrays; see docs/performance.md.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: choose one of {', '.join(map(repr, BACKENDS))}.")
+    if backend == "numba" and not fused.available():
+        raise ImportError("backend='numba' needs Numba: pip install 'srcgrad[numba]'.")
     if fn is None:
-        return functools.partial(grad, wrt=wrt)
+        return functools.partial(grad, wrt=wrt, backend=backend)
     wrt_tuple = None if wrt is None else ((wrt,) if isinstance(wrt, str) else tuple(wrt))
     # A class per decorated function, so that its __call__ can become the generated function.
     cls = type(f"grad_{getattr(fn, '__name__', 'function')}", (GradFunction,), {})
-    return cls(fn, wrt_tuple)
+    return cls(fn, wrt_tuple, backend)
+
+
+BACKENDS = ("numpy", "numba")
