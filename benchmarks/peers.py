@@ -184,11 +184,12 @@ class PlainCall(Tool):
 class Srcgrad(Tool):
     name = "srcgrad"
     distribution = "srcgrad"
+    backend = "numpy"
 
     def build(self, workload: Workload, function: Callable[..., Any]) -> Callable[..., Any]:
         names = function.__code__.co_varnames[:workload.n_wrt]
         try:
-            return srcgrad.grad(function, wrt=tuple(names))
+            return srcgrad.grad(function, wrt=tuple(names), backend=self.backend)
         except srcgrad.TransformError as error:
             # The first sentence says what is unsupported; the rest is advice to the user.
             what = error.message.splitlines()[0].split(". ")[0].rstrip(".")
@@ -197,6 +198,46 @@ class Srcgrad(Tool):
 
     def version(self) -> str | None:
         return srcgrad.__version__
+
+
+class SrcgradNumba(Srcgrad):
+    """srcgrad's fused backend (issue 8) on the elementwise workloads: one compiled loop.
+
+    Numba runs the loop on every core (``threads=None``) or on one; the peers here run on one
+    thread (see the module docstring), so the one-thread row is the like-for-like comparison.
+    """
+
+    backend = "numba"
+    applies_to = ("W2", "W3", "W4")
+    distribution = "numba"
+    memory_invisible = "Numba allocates outside tracemalloc's view"
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+        self.name = ("srcgrad (numba, all cores)" if threads is None
+                     else f"srcgrad (numba, {threads} thread{'s' if threads > 1 else ''})")
+
+    def load(self) -> None:
+        self.numba = _import("numba", "numba")
+
+    def build(self, workload: Workload, function: Callable[..., Any]) -> Callable[..., Any]:
+        call = super().build(workload, function)
+        if self.threads is None:
+            return call
+        numba, threads = self.numba, self.threads
+
+        def on_threads(*args: Any) -> Any:
+            before = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                return call(*args)
+            finally:
+                numba.set_num_threads(before)
+
+        return on_threads
+
+    def version(self) -> str | None:
+        return Tool.version(self)
 
 
 # -- peers -------------------------------------------------------------------------------------
@@ -497,5 +538,6 @@ class Micrograd(Tool):
 
 def all_tools() -> list[Tool]:
     """Every row of the comparison, baselines first; peers in the order of the issue."""
-    return [HandWritten(), PlainCall(), Srcgrad(), Autograd(), Jax(jit=False), Jax(jit=True),
-            JaxForiLoop(), Torch(), Micrograd(), Tangent()]
+    return [HandWritten(), PlainCall(), Srcgrad(), SrcgradNumba(None), SrcgradNumba(1),
+            Autograd(), Jax(jit=False), Jax(jit=True), JaxForiLoop(), Torch(), Micrograd(),
+            Tangent()]
