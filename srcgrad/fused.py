@@ -326,15 +326,24 @@ class _FusedEmitter(codegen._Emitter):
         body.append(f"{count} = {first_array}.shape[0]")
         for base in out_arrays.values():
             body.append(f"{base} = {self.helpers['np']}.empty({count})")
+        passes = []  # (stage, totals it sums, arrays it writes)
         for stage in range(last + 1):
-            body += self._lines(path, [n for n in statements if kinds.kind[n.id] == SCALAR
-                                       and kinds.stage[n.id] == stage])
             totals = [n for n in statements
                       if kinds.kind[n.id] == TOTAL and kinds.stage[n.id] == stage + 1]
             written = [n for n in statements
                        if n.id in out_arrays and kinds.stage[n.id] == stage]
+            passes.append((stage, totals, written))
+        count_passes = sum(1 for _, totals, written in passes if totals or written)
+        done = 0
+        for stage, totals, written in passes:
+            body += self._lines(path, [n for n in statements if kinds.kind[n.id] == SCALAR
+                                       and kinds.stage[n.id] == stage])
             if not totals and not written:
                 continue
+            done += 1
+            if count_passes > 1:
+                body.append(f"# Pass {done} of {count_passes} over the elements"
+                            + (": it reads the totals of the pass before." if done > 1 else "."))
             for total in totals:
                 body.append(f"{names[total.id]} = 0.0")
             inner = self._loop_nodes(path, totals + written)
@@ -346,7 +355,9 @@ class _FusedEmitter(codegen._Emitter):
                     body.append(f"{names[total.id]} /= {count}")
         body.append(f"return {', '.join(outputs)}" + ("," if len(outputs) == 1 else ""))
         doc = ('"""One pass over the elements: the value and gradient of each element, and '
-               'the totals."""')
+               'the totals."""' if count_passes <= 1 else
+               f'"""{count_passes} passes over the elements: a value that reads a total (a mean) '
+               'needs the pass that sums it first."""')
         lines = [f"def {kernel}({', '.join(params)}):", "    " + doc,
                  *("    " + line for line in body)]
         return [textwrap.indent(line, "    ") if line else "" for line in lines], params, outputs
