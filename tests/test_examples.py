@@ -114,6 +114,20 @@ def test_curve_fit_recovers_a_truth_chosen_here(examples_on_path):
     assert losses[-1] < 2e-4  # the noise variance is 1e-4
 
 
+def test_fused_fit_agrees_with_the_numpy_backend_and_recovers_the_gaussian(tmp_path):
+    pytest.importorskip("numba")
+    stdout, summary = run_example("fused_fit", "--quick", out=tmp_path)
+    truth = {"mu": 0.7, "sigma": 0.9, "s": 2.0}  # the example's documented truth
+    for name, value in truth.items():
+        assert summary["fitted"][name] == pytest.approx(value, rel=0.03), name
+        # The two backends took the same steps: their parameters agree to rounding.
+        assert summary["fitted"][name] == pytest.approx(summary["fitted_numpy"][name],
+                                                        rel=1e-9, abs=1e-12), name
+    assert summary["final_loss"] == pytest.approx(summary["final_loss_numpy"], rel=1e-9)
+    assert summary["final_loss"] < 2 * 0.05**2  # near the noise variance
+    assert "numba.prange" in stdout and "fit_loss_loop" in stdout
+
+
 # --- peak separation ------------------------------------------------------------------------------
 def test_peak_separation_recovers_both_peaks_within_5_percent(tmp_path):
     _, summary = run_example("peak_separation", "--quick", out=tmp_path)
