@@ -289,6 +289,7 @@ class _FusedEmitter(codegen._Emitter):
         self.reserved |= {index, count}
         path = _KernelPath(self, self.derivation, kinds, index, count)
         names = path.names
+        self._name_totals(path)
         # Array parameters and array results are read and written at element `i`.
         out_arrays: dict[int, str] = {}
         root_nodes = [path.resolve(r) for r in self.roots]
@@ -361,6 +362,27 @@ class _FusedEmitter(codegen._Emitter):
         lines = [f"def {kernel}({', '.join(params)}):", "    " + doc,
                  *("    " + line for line in body)]
         return [textwrap.indent(line, "    ") if line else "" for line in lines], params, outputs
+
+    def _name_totals(self, path: _KernelPath) -> None:
+        """``sum_for_d_mu``: a total that only one gradient reads is named after it."""
+        graph = self.lowered.graph
+        readers: dict[int, list[str]] = {}
+        for section in self.derivation.sections:
+            for name, nodes in section.fields:
+                for node in nodes:
+                    if node is None:
+                        continue
+                    for reached in graph.reachable([path.resolve(node)]):
+                        readers.setdefault(reached.id, []).append(name)
+        for node in path.statements:
+            if self.kinds.kind[node.id] != TOTAL or node.hint or node is path.resolve(
+                    self.lowered.output):
+                continue
+            fields = readers.get(node.id, [])
+            if len(set(fields)) == 1 and not path.names[node.id].startswith("d_"):
+                name = codegen._fresh(f"sum_for_d_{fields[0]}", path.taken)
+                path.taken.add(name)
+                path.names[node.id] = name
 
     def _loop_nodes(self, path: _KernelPath, sinks: list[Node]) -> list[Node]:
         """The named element-wise nodes the loop over ``sinks`` computes, in order."""

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from srcgrad import rules
 
@@ -29,6 +30,13 @@ def test_readme_shows_the_current_generated_code():
     builder = load_builder()
     text = (DOCS.parent / "README.md").read_text()
     assert builder.render_readme(text) == text, "run: python docs/build_tables.py"
+
+
+def test_fused_doc_shows_the_current_fused_loop():
+    pytest.importorskip("numba")
+    builder = load_builder()
+    text = (DOCS / "fused.md").read_text()
+    assert builder.render_fused(text) == text, "run: python docs/build_tables.py"
 
 
 def test_table_lists_every_primitive_with_its_spellings():
