@@ -52,15 +52,26 @@ def namespace(*values: Any) -> Any:
     API (``__array_namespace__``: array-api-strict, JAX) gets its namespace behind
     `NumpyNames`, so that generated code written against NumPy's names runs on it. Meant for
     the generated array path: ``xp = sg.namespace(x, y)`` once, then ``xp.exp(...)``.
+
+    A tuple, list or dict (a structured parameter) is looked into. NumPy arrays and Python
+    numbers are recognised first, by exact type: on NumPy data this costs a loop of type checks.
     """
     for value in values:
         kind = type(value)
         if kind is np.ndarray or kind in SCALARS:
             continue
-        xp = _namespace(value)
+        if kind in _CONTAINERS:
+            xp = namespace(*(value.values() if kind is dict else value))
+        else:
+            xp = _namespace(value)
+            if xp is not np:
+                xp = numpy_names(xp)
         if xp is not np:
-            return numpy_names(xp)
+            return xp
     return np
+
+
+_CONTAINERS = (tuple, list, dict)
 
 
 _ADAPTED: dict[int, NumpyNames] = {}
@@ -166,17 +177,19 @@ class NumpyNames:
     def _cbrt(xp: Any, x: Any) -> Any:
         return xp.sign(x) * xp.abs(x) ** (1.0 / 3.0)
 
+    # Shapes: of the namespace's arrays, and of the Python numbers beside them (a scalar
+    # parameter of a fit: generated code reads ``xp.shape(mu)`` too).
     @staticmethod
     def _shape(xp: Any, x: Any) -> tuple[int, ...]:
-        return tuple(x.shape)
+        return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
     @staticmethod
     def _ndim(xp: Any, x: Any) -> int:
-        return x.ndim
+        return len(NumpyNames._shape(xp, x))
 
     @staticmethod
     def _size(xp: Any, x: Any) -> int:
-        return math.prod(x.shape)
+        return math.prod(NumpyNames._shape(xp, x))
 
     @staticmethod
     def _zeros_like(xp: Any, x: Any, dtype: Any = None, shape: Any = None) -> Any:
