@@ -57,21 +57,26 @@ def namespace(*values: Any) -> Any:
     numbers are recognised first, by exact type: on NumPy data this costs a loop of type checks.
     """
     for value in values:
-        kind = type(value)
-        if kind is np.ndarray or kind in SCALARS:
+        if type(value) in _NUMPY_TYPES:
             continue
-        if kind in _CONTAINERS:
-            xp = namespace(*(value.values() if kind is dict else value))
-        else:
-            xp = _namespace(value)
-            if xp is not np:
-                xp = numpy_names(xp)
+        xp = _namespace_in(value)
         if xp is not np:
             return xp
     return np
 
 
-_CONTAINERS = (tuple, list, dict)
+# Types `namespace` passes over with one set look-up: the common case costs a loop of these.
+_NUMPY_TYPES = frozenset({np.ndarray, float, int, np.float64})
+
+
+def _namespace_in(value: Any) -> Any:
+    """`namespace` of one value that is not a NumPy array or a number: of a container's
+    elements, else of the value."""
+    kind = type(value)
+    if kind in (tuple, list, dict):
+        return namespace(*(value.values() if kind is dict else value))
+    xp = _namespace(value)
+    return np if xp is np else numpy_names(xp)
 
 
 _ADAPTED: dict[int, NumpyNames] = {}
