@@ -269,6 +269,35 @@ def leaves(tree: Any) -> list[Any]:
     return [tree]
 
 
+def looped(w, x, xp):
+    for _ in range(3):
+        x = np.tanh(w * x) + xp  # a parameter named like the namespace: it gets another name
+    if np.sum(x) > 0:
+        x = x * 2.0
+    return np.sum(x ** 2)
+
+
+MODES = {  # name: (call on NumPy or device arguments, arguments)
+    "grad through a loop and a branch": (lambda *a: srcgrad.grad(looped)(*a), (0.7, v6, w6)),
+    "jvp": (lambda *a: srcgrad.jvp(gaussian_loss, wrt=("mu", "sigma"))(a, (1.0, 0.5)),
+            (0.2, 0.9, 1.3, v6, w6)),
+    "hvp": (lambda *a: srcgrad.hvp(gaussian_loss, wrt=("mu", "sigma"))(a, (1.0, 0.5)),
+            (0.2, 0.9, 1.3, v6, w6)),
+    "hessian": (lambda *a: srcgrad.hessian(gaussian_loss, wrt=("mu", "sigma"))(*a),
+                (0.2, 0.9, 1.3, v6, w6)),
+}
+
+
+@pytest.mark.parametrize("name", MODES)
+def test_loops_branches_and_other_modes_run_on_array_api_arrays(name):
+    call, args = MODES[name]
+    expected = leaves(call(*args))
+    got = leaves(call(*(tree_on_device(a) for a in args)))
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert_same(g, e)
+
+
 def test_generated_array_paths_go_through_the_namespace_and_floats_through_math():
     f = srcgrad.grad(gaussian_loss, wrt=("mu", "sigma", "s"))
     f(0.2, 0.9, 1.3, v6, w6)  # the first call's floats give the function its mixed path
