@@ -309,6 +309,9 @@ def test_generated_array_paths_go_through_the_namespace_and_floats_through_math(
     assert "xp = sg.namespace(mu, sigma, s, x, y)" in array_path
     code = [line for line in array_path.splitlines() if not line.lstrip().startswith("#")]
     assert "xp.exp(" in array_path and not any(re.search(r"\bnp\.", line) for line in code)
+    structured = srcgrad.grad(fit_on_structured_data, wrt=("mu", "sigma"))
+    structured(0.3, 1.1, (v6, w6))  # no in-place path for a tuple: the mixed path goes through xp
+    assert "xp = sg.namespace(data)" in structured.raw_source.split("# Array path")[0]
     floats = srcgrad.grad(wave).raw_source.split("# Array path")
     assert "math.exp(" in floats[0] and "xp.exp(" in floats[1]  # the float path keeps `math`
 
