@@ -24,7 +24,7 @@ import ast
 import keyword
 import linecache
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -169,7 +169,7 @@ class _Emitter:
         taken = set(self.param_names) | set(lowered.live_globals) | set(lowered.bound)
         hints = {n.hint for n in lowered.graph.nodes if n.hint}
         self.helpers: dict[str, str] = {}
-        for helper in (*_TEMPLATE_MODULES, "SCALARS", "tuple_new"):
+        for helper in (*_TEMPLATE_MODULES, "SCALARS", "tuple_new", _NAMESPACE):
             self.helpers[helper] = _fresh(helper, taken | hints)
             taken.add(self.helpers[helper])
         self.containers: dict[int, str] = {}  # id of a namedtuple type -> its bound name
@@ -229,7 +229,8 @@ class _Emitter:
             scalars, derivation = self.mixed
             arrays = [p for p in self.param_names if p not in scalars]
             body, in_place = self._body(scalar=False, indent=" " * 12, derivation=derivation,
-                                        in_place=_InPlace(scalars, arrays, self.lowered))
+                                        in_place=_InPlace(scalars, arrays, self.lowered),
+                                        arrays=arrays)
             condition = " and ".join(f"type({p}) in {self.helpers['SCALARS']}" for p in scalars)
             if in_place:  # buffers are reused only when every array is float64 (see _InPlace)
                 condition += f" and {self.helpers['sg']}.float64_arrays({', '.join(arrays)})"
@@ -243,10 +244,22 @@ class _Emitter:
             out += body
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
         out += self._array_arguments(" " * 8)
-        out += self._body(scalar=False, indent=" " * 8)[0]
+        out += self._body(scalar=False, indent=" " * 8, arrays=self.param_names)[0]
         out.append("")
         out.append(f"    return {parsed.name}")
         return "\n".join(out) + "\n", factory, bindings
+
+    def _namespace_lines(self, indent: str, arrays: Sequence[str]) -> list[str]:
+        """``xp = sg.namespace(x, y)``: what an array path calls NumPy's functions on.
+
+        NumPy itself for NumPy arrays and for arrays NumPy dispatches (Dask, CuPy), else the
+        arrays' own array-API namespace under NumPy's names, so that the templates of
+        `srcgrad.rules`, written as NumPy calls, serve every array library. A name of its own
+        rather than a local ``np``: the float path's fallback still needs the module.
+        """
+        return [f"{indent}# NumPy, or the array-API namespace of arrays NumPy cannot take",
+                f"{indent}{self.helpers[_NAMESPACE]} = {self.helpers['sg']}.namespace("
+                f"{', '.join(arrays)})"]
 
     def _array_arguments(self, indent: str, skip: set[str] = frozenset()) -> list[str]:
         """Check (and convert lists) for the array path: `x = sg.as_array(x, ...)`."""
@@ -320,8 +333,13 @@ class _Emitter:
 
     # -- one path ----------------------------------------------------------------------------------
     def _body(self, *, scalar: bool, indent: str, derivation: Derivation | None = None,
-              in_place: _InPlace | None = None) -> tuple[list[str], bool]:
-        """The lines of one path, and whether any of them writes into a dying temporary."""
+              in_place: _InPlace | None = None, arrays: Sequence[str] = ()
+              ) -> tuple[list[str], bool]:
+        """The lines of one path, and whether any of them writes into a dying temporary.
+
+        An array path that calls a NumPy function starts by binding the namespace of
+        ``arrays``; one that is operators and ``sg.`` helpers only does without.
+        """
         path = _Path(self, scalar, derivation or self.derivation)
         pairs = path.emit()
         statements = [stmt for _, stmt in pairs]
@@ -330,14 +348,23 @@ class _Emitter:
         # peak and memory the allocator can reuse instead of faulting in fresh pages.
         frees = {} if scalar else _last_uses(statements, result, self._locals(path))
         if in_place is not None and in_place.possible:
-            # Second pass: a statement may write into a temporary that dies there.
+            # Second pass: a statement may write into a temporary that dies there. That path
+            # runs on float64 NumPy arrays only (`sg.float64_arrays`), so it calls NumPy.
             path.in_place = in_place.prepare(path, frees, statements)
+            path.numpy = self.helpers["np"]
+            first = pairs, statements, result, frees
             pairs = path.emit()
             statements = [stmt for _, stmt in pairs]
             result = ast.Return(path.result())
             frees = _last_uses(statements, result, self._locals(path))
+            if not in_place.used:  # nothing written in place: the namespace's code
+                pairs, statements, result, frees = first
+                path.in_place = None
         nodes = [node for node, _ in pairs]
         lines: list[str] = []
+        if not scalar and any(isinstance(n, ast.Name) and n.id == self.helpers[_NAMESPACE]
+                              for stmt in (*statements, result) for n in ast.walk(stmt)):
+            lines += self._namespace_lines(indent, arrays)  # (in place, it calls NumPy)
         last_comment = None
         for index, (node, stmt) in enumerate(zip(nodes, statements, strict=True)):
             comment = self._comment(node)
@@ -374,6 +401,7 @@ class _Emitter:
 
 
 _FALLBACK = "(ArithmeticError, ValueError)"
+_NAMESPACE = "xp"  # the array paths' name for NumPy or the arrays' namespace (_namespace_lines)
 _SHAPE_ARGS = {"sum_to": (1, 2), "sum_product": (2, 3), "expand_to": (1,),  # shape-only args
                "reduce_to": (1,)}
 _INFIX = {"add": "plus", "sub": "minus", "mul": "times", "div": "over", "pow": "pow"}
@@ -579,6 +607,9 @@ class _Path:
         self.in_place: _InPlace | None = None
         self.current_statement = 0
         self.helpers = emitter.helpers
+        # What the templates' `np.` calls go through: the module on floats, the namespace of
+        # the arguments (`_namespace_lines`) on arrays. A loop body inherits it by its path.
+        self.numpy = emitter.helpers["np" if scalar else _NAMESPACE]
         lowered = emitter.lowered
         self.derivation = derivation
         # A loop body is a path of its own over the body's graph, inside the enclosing path.
@@ -807,6 +838,7 @@ class _Path:
             return ast.Call(ast.Name(node.attrs[0].name, ast.Load()), args, [])
         template, _ = _template(self._template_text(node))
         modules = {m: self.helpers[m] for m in _TEMPLATE_MODULES}
+        modules["np"] = self.numpy
         expr = _instantiate(template, args, modules)
         primitive = rules.PRIMITIVES[node.op]
         if isinstance(expr, ast.Call) and primitive.signature:  # drop `axis=None` and the like
@@ -819,7 +851,7 @@ class _Path:
 
     def emit(self) -> list[tuple[Node, ast.stmt]]:
         """(source node, statement) pairs: each statement, then any shape it must capture."""
-        np_name = self.helpers["np"]
+        np_name = self.numpy
 
         def capture(node: Node) -> tuple[Node, ast.stmt]:
             shape = ast.Call(ast.Attribute(ast.Name(np_name, ast.Load()), "shape", ast.Load()),

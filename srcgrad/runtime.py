@@ -52,15 +52,31 @@ def namespace(*values: Any) -> Any:
     API (``__array_namespace__``: array-api-strict, JAX) gets its namespace behind
     `NumpyNames`, so that generated code written against NumPy's names runs on it. Meant for
     the generated array path: ``xp = sg.namespace(x, y)`` once, then ``xp.exp(...)``.
+
+    A tuple, list or dict (a structured parameter) is looked into. NumPy arrays and Python
+    numbers are recognised first, by exact type: on NumPy data this costs a loop of type checks.
     """
     for value in values:
-        kind = type(value)
-        if kind is np.ndarray or kind in SCALARS:
+        if type(value) in _NUMPY_TYPES:
             continue
-        xp = _namespace(value)
+        xp = _namespace_in(value)
         if xp is not np:
-            return numpy_names(xp)
+            return xp
     return np
+
+
+# Types `namespace` passes over with one set look-up: the common case costs a loop of these.
+_NUMPY_TYPES = frozenset({np.ndarray, float, int, np.float64})
+
+
+def _namespace_in(value: Any) -> Any:
+    """`namespace` of one value that is not a NumPy array or a number: of a container's
+    elements, else of the value."""
+    kind = type(value)
+    if kind in (tuple, list, dict):
+        return namespace(*(value.values() if kind is dict else value))
+    xp = _namespace(value)
+    return np if xp is np else numpy_names(xp)
 
 
 _ADAPTED: dict[int, NumpyNames] = {}
@@ -166,17 +182,19 @@ class NumpyNames:
     def _cbrt(xp: Any, x: Any) -> Any:
         return xp.sign(x) * xp.abs(x) ** (1.0 / 3.0)
 
+    # Shapes: of the namespace's arrays, and of the Python numbers beside them (a scalar
+    # parameter of a fit: generated code reads ``xp.shape(mu)`` too).
     @staticmethod
     def _shape(xp: Any, x: Any) -> tuple[int, ...]:
-        return tuple(x.shape)
+        return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
     @staticmethod
     def _ndim(xp: Any, x: Any) -> int:
-        return x.ndim
+        return len(NumpyNames._shape(xp, x))
 
     @staticmethod
     def _size(xp: Any, x: Any) -> int:
-        return math.prod(x.shape)
+        return math.prod(NumpyNames._shape(xp, x))
 
     @staticmethod
     def _zeros_like(xp: Any, x: Any, dtype: Any = None, shape: Any = None) -> Any:
