@@ -141,6 +141,7 @@ class LoopBody:
         self.output_nodes: list[Node] = []  # the `loop_output` nodes, in the enclosing graph
         self.condition: Node | None = None  # a `while` loop's test, at an iteration's start
         self.backward: Any = None  # set by reverse mode (`reverse.LoopBackward`)
+        self.forward: Any = None  # names of its tangents, when forward mode made it
 
     def __repr__(self) -> str:
         return f"<loop body: {len(self.graph.nodes)} nodes>"
@@ -164,6 +165,7 @@ class BranchBody:
         self.lineno = lineno
         self.output_nodes: list[Node] = []
         self.backward: dict[tuple, Any] = {}  # set by reverse mode, per differentiated inputs
+        self.forward: Any = None  # names of its tangents, when forward mode made it
 
     def __repr__(self) -> str:
         return f"<if: {len(self.graphs[0].nodes)} and {len(self.graphs[1].nodes)} nodes>"

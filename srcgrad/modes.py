@@ -70,7 +70,8 @@ def directional(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[No
     return codegen.Derivation(
         [codegen.Section([("value_dot", [tangents.get(lowered.output)])], "value")],
         tangent_of=tangents.tangent_of, extra_params=names, extra_trees=trees,
-        phases=[(first_tangent_id, "tangent")], differentiated=list(wrt))
+        phases=[(first_tangent_id, "tangent")], differentiated=list(wrt),
+        value=tangents.primal(lowered.output), restated=tangents.value)
 
 
 def per_parameter_tangents(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],
@@ -82,9 +83,13 @@ def per_parameter_tangents(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nod
     fields: list[tuple[str, list[Node | None]]] = []
     tangent_of: dict[int, Node] = {}
     patterns: dict[int, str] = {}
+    value, restated = lowered.output, {}
     for name, node in zip(wrt, wrt_nodes, strict=True):
-        tangents = push_tangents(graph, [lowered.output], {node.id: graph.const(1.0)}, shapes)
+        tangents = push_tangents(graph, [lowered.output], {node.id: graph.const(1.0)}, shapes,
+                                 f"d{{}}_d{name}")
         fields.append((f"dvalue_d{name}", [tangents.get(lowered.output)]))
+        if value is lowered.output:  # the first region that carries a tangent gives it
+            value, restated = tangents.primal(lowered.output), tangents.value
         for tangent_id, primal in tangents.tangent_of.items():
             if tangent_id not in tangent_of:
                 tangent_of[tangent_id] = primal
@@ -95,7 +100,7 @@ def per_parameter_tangents(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nod
     return codegen.Derivation(
         [codegen.Section(fields, "value", container, "Tangents")], tangent_of=tangent_of,
         tangent_names=patterns, phases=[(first_tangent_id, "tangent")],
-        differentiated=list(wrt))
+        differentiated=list(wrt), value=value, restated=restated)
 
 
 def hessian_vector(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],
