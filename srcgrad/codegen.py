@@ -436,6 +436,15 @@ def _region_name(op: str, body: Any, k: int, hint: str | None = None) -> str:
 _REGION_VALUES = frozenset({"loop_output", "loop_adjoint", "branch_output", "branch_adjoint"})
 
 
+def _adjoint_names(backward: Any, adjoint_of: dict[int, Node], graph_index: int
+                   ) -> Derivation:
+    """How the adjoints in a backward region are named (``d_x``), and their tangents
+    (``d_x_dot``) when forward mode over reverse made it."""
+    tangent_of = backward.tangent_of[graph_index] if backward.tangent_of else {}
+    return Derivation([], adjoint_of=adjoint_of, tangent_of=tangent_of,
+                      tangent_names=dict.fromkeys(tangent_of, backward.pattern))
+
+
 def _tangent_names(body: Any, graph_index: int) -> Derivation:
     """How the tangents in a region forward mode made are named (``x_dot``): nothing to
     return, only names, for body graph ``graph_index`` (a loop has one, an `if` two)."""
@@ -991,7 +1000,7 @@ class _Path:
         names.update((s.id, n) for s, n in zip(backward.seeds, adjoint_names, strict=True))
         roots = [g for g in (*backward.carried, *backward.invariants) if g is not None]
         inner = self._body_path(roots, body.graph, names,
-                                Derivation([], adjoint_of=backward.adjoint_of))
+                                _adjoint_names(backward, backward.adjoint_of, 0))
         if body.index.id not in inner.names:  # the adjoint does not read the index
             index = "_"
         tapes = self.tapes[id(body)]
@@ -1074,7 +1083,7 @@ class _Path:
             grads = backward.inputs[b]
             roots = [grads[k] for k in given if grads[k] is not None]
             inner = self._body_path(roots, sub, names,
-                                    Derivation([], adjoint_of=backward.adjoint_of[b]))
+                                    _adjoint_names(backward, backward.adjoint_of[b], b))
             block = [stmt for _, stmt in inner.emit()]
             if given:
                 block.append(_rebind([all_names[k] for k in given],

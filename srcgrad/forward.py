@@ -54,15 +54,32 @@ class Tangents:
 
 @dataclass
 class LoopForward:
-    """Names for a loop (or `if`) forward mode made: the tangent nodes of its body graph(s),
-    each with the body node it is the tangent of, and the name pattern (``{}_dot``)."""
+    """What forward mode made of a loop (or an `if`): names for the tangent nodes of its body
+    graph(s), each with the body node it is the tangent of, and the name pattern (``{}_dot``).
+
+    For a loop that a backward loop also runs over (forward over reverse), ``inner`` holds the
+    tangents of the body's adjoint nodes too, and ``seeds`` the body parameter standing for
+    each adjoint seed's tangent: `_loop_backward_tangent` builds on them.
+    """
 
     tangent_of: list[dict[int, Node]]  # one per body graph (a loop has one, an `if` two)
     pattern: str
+    inner: Tangents | None = None
+    seeds: dict[int, Node] = field(default_factory=dict)
 
 
-REGION_OPS = ("loop", "branch")
-REVERSE_REGION_OPS = ("loop_backward", "loop_adjoint", "branch_backward", "branch_adjoint")
+@dataclass
+class _Region:
+    """A region forward mode made: the node, and for each output of the region it replaces,
+    which of its own outputs holds that output's value and which its tangent."""
+
+    node: Node
+    tangents: dict[int, int]  # output -> the output holding its tangent (absent: zero)
+    values: dict[int, int] = field(default_factory=dict)  # output -> its value (absent: same)
+
+
+REGION_OPS = ("loop", "branch", "loop_backward", "branch_backward")
+REGION_VALUES = ("loop_output", "branch_output", "loop_adjoint", "branch_adjoint")
 
 
 def forward(graph: Graph, roots: list[Node | None], seeds: dict[int, Node],
@@ -78,8 +95,10 @@ def forward(graph: Graph, roots: list[Node | None], seeds: dict[int, Node],
     tangent: dict[int, Node] = {}
     tangent_of: dict[int, Node] = {}
     value: dict[int, Node] = {}  # restated nodes (see `Tangents`)
-    slots: dict[int, dict[int, int]] = {}  # new region id -> {output: output of its tangent}
-    for node in graph.reachable([r for r in roots if r is not None]):
+    regions: dict[int, _Region] = {}  # new region id -> what it holds
+    order = graph.reachable([r for r in roots if r is not None])
+    backward_users = {n.args[0].id for n in order if n.op == "loop_backward"}
+    for node in order:
         if node.id in seeds:
             tangent[node.id] = graph.lift(seeds[node.id])
             continue
@@ -88,41 +107,57 @@ def forward(graph: Graph, roots: list[Node | None], seeds: dict[int, Node],
         graph.lineno = node.lineno
         args = tuple(value.get(arg.id, arg) for arg in node.args)
         incoming = tuple(tangent.get(arg.id) for arg in node.args)
-        if node.op in REGION_OPS and any(t is not None for t in incoming[1:]):
-            made = (_loop_tangent if node.op == "loop" else _branch_tangent)(
-                graph, node, args, incoming, pattern)
-            if made is not None:
-                region, outputs = made
-                value[node.id] = region
-                slots[region.id] = outputs
-                tangent[node.id] = region  # a marker: its outputs' tangents are in `slots`
-                continue
+        made = None
+        if node.op == "loop" and (node.id in backward_users  # its tape must hold tangents
+                                  or any(t is not None for t in incoming[3:])):
+            made = _loop_tangent(graph, node, args, incoming, pattern,
+                                 full=node.id in backward_users)
+        elif node.op == "branch" and any(t is not None for t in incoming[1:]):
+            made = _branch_tangent(graph, node, args, incoming, pattern)
+        elif node.op == "loop_backward" and any(t is not None for t in incoming):
+            made = _loop_backward_tangent(graph, node, args, incoming)
+        elif node.op == "branch_backward" and any(t is not None for t in incoming[1:]):
+            made = _branch_backward_tangent(graph, node, args, incoming, pattern)
+        if made is not None:
+            value[node.id] = made.node
+            regions[made.node.id] = made
+            # A marker: its outputs' tangents are in `regions`.
+            tangent[node.id] = tangent[made.node.id] = made.node
+            continue
+        if node.op in REGION_VALUES:  # an output of a region: renumbered, tangent from it
+            region = value.get(node.args[0].id, node.args[0])
+            k = node.attrs[0]
+            known = regions.get(region.id)
+            if region is not node.args[0]:
+                position = known.values.get(k, k) if known else k
+                value[node.id] = graph.apply(node.op, region, attrs=(position,), hint=node.hint)
+            slot = known.tangents.get(k) if known else None
+            if slot is not None:
+                result = graph.apply(node.op, region, attrs=(slot,))
+                tangent[node.id] = tangent[value.get(node.id, node).id] = result
+                tangent_of.setdefault(result.id, value.get(node.id, node))
+            continue
         if any(a is not b for a, b in zip(args, node.args, strict=True)):
             value[node.id] = graph.apply(node.op, *args, attrs=node.attrs, hint=node.hint)
         current = value.get(node.id, node)
         if node.op in REGION_OPS:  # only its bounds or its condition moved: no tangent
             continue
-        if node.op in ("loop_output", "branch_output"):
-            slot = slots.get(current.args[0].id, {}).get(node.attrs[0])
-            if slot is not None:
-                result = graph.apply(node.op, current.args[0], attrs=(slot,))
-                tangent[node.id] = result
-                tangent_of.setdefault(result.id, current)
-            continue
         if all(t is None for t in incoming):
             continue
+        if current is not node:  # restated: its arguments may be in another order (`a * b`)
+            incoming = tuple(tangent.get(arg.id) for arg in current.args)
         result = _tangent(graph, current, incoming, shapes)
         if result is None:
             continue
-        tangent[node.id] = result
+        tangent[node.id] = tangent[current.id] = result
         if result.id >= first_new and not result.is_leaf:
             tangent_of.setdefault(result.id, current)
     return Tangents(tangent, tangent_of, value)
 
 
 def _loop_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
-                  incoming: tuple[Node | None, ...], pattern: str
-                  ) -> tuple[Node, dict[int, int]] | None:
+                  incoming: tuple[Node | None, ...], pattern: str, full: bool = False
+                  ) -> _Region | None:
     """A loop that carries each carried value and its tangent: the body's tangents come from
     this same forward mode run over the body graph (its own parameters seeded by tangent
     parameters), so no tape is needed and the loop stays a loop.
@@ -131,13 +166,17 @@ def _loop_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
     on one that has (``s = s + a * x`` gives ``s`` a tangent from ``a``'s). Returns the new
     `loop` node and, per carried value that has a tangent, the output holding it; None if no
     carried value has one (the loop's inputs moved only its bounds or its condition).
+
+    ``full``: a backward loop runs over this one (forward over reverse), and its tangent needs
+    every carried value's and every invariant's tangent in the body, zero or not, so the two
+    loops agree on one layout: the tape saves each carried value and its tangent.
     """
     body: LoopBody = node.attrs[0]
     count = len(body.carried)
     initial_t = incoming[3:3 + count]
     invariant_t = incoming[3 + count:]
     sources = {p.id for p, t in zip(body.invariants, invariant_t, strict=True) if t is not None}
-    active = [t is not None for t in initial_t]
+    active = [full or t is not None for t in initial_t]
     while True:  # to a fixed point: a carried value may gain a tangent after some iterations
         sources |= {p.id for p, a in zip(body.carried, active, strict=True) if a}
         reached = _depends(body.graph, body.outputs, sources)
@@ -155,15 +194,23 @@ def _loop_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
                      carried_t, strict=True))
     # An invariant's tangent enters the body as a parameter, unless it is a constant (the
     # seed 1.0 of `forward`): then the body uses the constant, and `w * 1.0` is `w`.
-    passed = [t is not None and not t.is_const for t in invariant_t]
+    passed = [full or (t is not None and not t.is_const) for t in invariant_t]
     invariant_params = [_tangent_param(sub, p, pattern, taken)
                         for p, pass_ in zip(body.invariants, passed, strict=True) if pass_]
     seeds.update(zip([p.id for p, pass_ in zip(body.invariants, passed, strict=True) if pass_],
                      invariant_params, strict=True))
-    seeds.update((p.id, sub.const(t.value)) for p, t in zip(body.invariants, invariant_t,
-                                                            strict=True)
-                 if t is not None and t.is_const)
+    seeds.update((p.id, sub.const(t.value)) for p, t, pass_ in zip(
+        body.invariants, invariant_t, passed, strict=True)
+        if t is not None and t.is_const and not pass_)
     roots = [*body.outputs, body.condition]
+    adjoint_seeds: dict[int, Node] = {}
+    if full:  # the adjoint nodes of every backward loop over this one, and their seeds
+        for backward in (body.backward or {}).values():
+            roots += [g for g in (*backward.carried, *backward.invariants) if g is not None]
+            for seed in backward.seeds:
+                if seed.id not in adjoint_seeds:
+                    adjoint_seeds[seed.id] = _tangent_param(sub, seed, pattern, taken)
+        seeds.update(adjoint_seeds)
     inner = forward(sub, roots, seeds, ShapeClasses(), pattern)
     outputs = [inner.primal(o) for o in body.outputs]
     tangent_outputs = [inner.get(o) or sub.const(0.0)
@@ -172,22 +219,124 @@ def _loop_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
                         [*body.invariants, *invariant_params], [*outputs, *tangent_outputs],
                         body.lineno)
     new_body.condition = None if body.condition is None else inner.primal(body.condition)
-    new_body.forward = LoopForward([inner.tangent_of], pattern)
+    new_body.forward = LoopForward([inner.tangent_of], pattern, inner if full else None,
+                                   adjoint_seeds)
     initial = [graph.const(0.0) if t is None else t
                for t, a in zip(initial_t, active, strict=True) if a]
     region = graph.apply("loop", *args[:3 + count], *initial, *args[3 + count:],
-                         *(t for t, pass_ in zip(invariant_t, passed, strict=True) if pass_),
+                         *(graph.const(0.0) if t is None else t
+                           for t, pass_ in zip(invariant_t, passed, strict=True) if pass_),
                          attrs=(new_body,))
     positions = [k for k, a in enumerate(active) if a]
     new_body.output_nodes = [graph.apply("loop_output", region, attrs=(k,),
                                          hint=body.carried[k].value if k < count else None)
                              for k in range(count + len(positions))]
-    return region, {k: count + j for j, k in enumerate(positions)}
+    return _Region(region, {k: count + j for j, k in enumerate(positions)})
+
+
+def _loop_backward_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
+                           incoming: tuple[Node | None, ...]) -> _Region:
+    """Forward over reverse through a loop: a backward loop over the loop `_loop_tangent`
+    made (``full``), whose tape gives each iteration's carried values and their tangents. It
+    passes back each carried value's adjoint and that adjoint's tangent, and sums each
+    invariant's adjoint and that adjoint's tangent, all from the tangents already taken of the
+    body's adjoint nodes (`LoopForward.inner`).
+
+    Its outputs follow the new body's layout: the carried values, their tangents, the
+    invariants, their tangents; the slot of ``x_dot`` carries the tangent of ``d_x``.
+    """
+    body, wanted = node.attrs
+    region = args[0]
+    new_body: LoopBody = region.attrs[0]
+    made: LoopForward = new_body.forward
+    if made is None or made.inner is None:  # the loop did not move: only the seeds did
+        raise rules.NoDerivativeRule(node, _NOT_YET)
+    inner = made.inner
+    backward = body.backward[wanted]
+    count, invariants = len(body.carried), len(body.invariants)
+    finals_t = incoming[4:4 + count]
+
+    def value_of(g: Node | None) -> Node | None:
+        return None if g is None else inner.primal(g)
+
+    adjoint_of = {inner.primal(graph_node).id: inner.primal(forward_node)
+                  for graph_node, forward_node in _nodes(body.graph, backward.adjoint_of)}
+    tangents = [None if g is None else inner.get(g) for g in (*backward.carried,
+                                                              *backward.invariants)]
+    combined = type(backward)(
+        [*backward.seeds, *(made.seeds[s.id] for s in backward.seeds)],
+        [*map(value_of, backward.carried), *tangents[:count]],
+        [*map(value_of, backward.invariants), *tangents[count:]],
+        adjoint_of, backward.first_adjoint_id)
+    combined.tangent_of, combined.pattern = [inner.tangent_of], made.pattern
+    wanted_both = (*wanted, *wanted)
+    new_body.backward = {**(new_body.backward or {}), wanted_both: combined}
+    new_node = graph.apply("loop_backward", region, *region.args[:3], *args[4:4 + count],
+                           *(graph.const(0.0) if t is None else t for t in finals_t),
+                           *region.args[3:], attrs=(new_body, wanted_both))
+    values = {count + j: 2 * count + j for j in range(invariants)}
+    slots = {k: count + k for k in range(count)}
+    slots.update((count + j, 2 * count + invariants + j) for j in range(invariants))
+    return _Region(new_node, slots, values)
+
+
+def _branch_backward_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
+                             incoming: tuple[Node | None, ...], pattern: str) -> _Region:
+    """Forward over reverse through an `if`: the adjoint of the branch taken and, beside it,
+    that adjoint's tangent (forward mode over the branch's adjoint nodes, seeded by tangent
+    parameters for its inputs and its outputs' adjoints). Its inputs are the old ones and
+    their tangents, its outputs each input's adjoint and that adjoint's tangent."""
+    body, wanted = node.attrs
+    backward = body.backward[wanted]
+    count = len(body.names)
+    seeds_out, inputs_out, adjoint_of, tangent_of, params_out = [], [], [], [], []
+    for b, (sub, params) in enumerate(zip(body.graphs, body.inputs, strict=True)):
+        taken = {n.value for n in sub.nodes if n.op == PARAM}
+        params_t = [_tangent_param(sub, p, pattern, taken) for p in params]
+        seeds_t = [_tangent_param(sub, s, pattern, taken) for s in backward.seeds[b]]
+        seeds = {p.id: t for p, t in zip([*params, *backward.seeds[b]], [*params_t, *seeds_t],
+                                          strict=True)}
+        grads = backward.inputs[b]
+        inner = forward(sub, [g for g in grads if g is not None], seeds, ShapeClasses(),
+                        pattern)
+        seeds_out.append([*backward.seeds[b], *seeds_t])
+        inputs_out.append([*(None if g is None else inner.primal(g) for g in grads),
+                           *(None if g is None else inner.get(g) for g in grads)])
+        adjoint_of.append({inner.primal(n).id: inner.primal(f)
+                           for n, f in _nodes(sub, backward.adjoint_of[b])})
+        tangent_of.append(inner.tangent_of)
+        params_out.append([*params, *params_t])
+    # Only its backward is ever emitted: the outputs stay the old ones (never read).
+    new_body = BranchBody(body.graphs, (params_out[0], params_out[1]), body.outputs,
+                          [*body.names, *(pattern.format(n) for n in body.names)], body.lineno)
+    combined = type(backward)((seeds_out[0], seeds_out[1]), (inputs_out[0], inputs_out[1]),
+                              (adjoint_of[0], adjoint_of[1]))
+    combined.tangent_of, combined.pattern = tangent_of, pattern
+    wanted_both = (*wanted, *wanted)
+    new_body.backward[wanted_both] = combined
+    zero = graph.const(0.0)
+    new_node = graph.apply("branch_backward", args[0], *args[1:1 + count],
+                           *(zero if t is None else t for t in incoming[1:1 + count]),
+                           *args[1 + count:], *(zero if t is None else t
+                                                for t in incoming[1 + count:]),
+                           attrs=(new_body, wanted_both))
+    inputs = len(body.inputs[0])
+    return _Region(new_node, {k: inputs + k for k in range(inputs)})
+
+
+def _nodes(sub: Graph, table: dict[int, Node]) -> list[tuple[Node, Node]]:
+    """``table`` (node id -> node) as pairs of nodes of ``sub``."""
+    return [(sub.nodes[i], n) for i, n in table.items()]
+
+
+_NOT_YET = ("second derivatives (hvp, hessian) through this loop are not supported yet; use "
+            "srcgrad.grad (reverse mode) for the gradient, or finite differences of "
+            "srcgrad.grad for its derivative")
 
 
 def _branch_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
                     incoming: tuple[Node | None, ...], pattern: str
-                    ) -> tuple[Node, dict[int, int]] | None:
+                    ) -> _Region | None:
     """An `if` whose branches compute each output and its tangent (each branch's tangents
     from forward mode over its graph), so only the branch taken runs, as in the value.
 
@@ -234,7 +383,7 @@ def _branch_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
                              for k, name in enumerate(names)]
     count = len(body.names)
     positions = [k for k, a in enumerate(outputs_active) if a]
-    return region, {k: count + j for j, k in enumerate(positions)}
+    return _Region(region, {k: count + j for j, k in enumerate(positions)})
 
 
 def _tangent_param(sub: Graph, param: Node, pattern: str, taken: set[str]) -> Node:
@@ -272,11 +421,6 @@ def _tangent(graph: Graph, node: Node, incoming: tuple[Node | None, ...],
         return primitive.jvp(incoming, *node.args, out=node)
     if node.op == "item":  # an element of a structured tangent
         return graph.apply("item", incoming[0], attrs=node.attrs)
-    if node.op in REVERSE_REGION_OPS:
-        raise rules.NoDerivativeRule(node, "second derivatives (hvp, hessian) through a `for` "
-                                     "or `while` loop or an `if` are not supported yet; use "
-                                     "srcgrad.grad (reverse mode) for the gradient, or finite "
-                                     "differences of srcgrad.grad for its derivative")
     if primitive.partials is None and node.op != "call":
         raise rules.NoDerivativeRule(node, _no_rule(node))
     terms = [graph.apply("mul", partial, t)

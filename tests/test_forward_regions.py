@@ -88,6 +88,49 @@ def test_random_programs_jvp_matches_grad_and_finite_differences(
                                    err_msg=f"jvp vs finite differences{context}")
 
 
+@settings(max_examples=25, deadline=None)
+@given(program=control_flow_programs(), seed=st.integers(0, 2**16))
+def test_random_programs_hvp_matches_differences_of_grad(
+    program: dict[str, Any], seed: int, module_dir: Path
+):
+    """Forward over reverse through the same programs: the backward loops and `if`s get
+    tangents too. hvp(f)(args, v) against the central difference of grad along v."""
+    text, args = program["text"], program["args"]
+    context = f"\n{text}args: {args}"
+    probe = import_source(PROBE_HEADER + HEADERS["srcgrad"] + program["probe"], module_dir,
+                          "fr_probe")
+    value, trace = _traced(probe, args)
+    assume(np.isfinite(value))
+    assume(all(abs(gap) > MARGIN for gap, _ in trace))
+    rng = np.random.default_rng(seed)
+    direction = {n: float(rng.uniform(-1, 1)) for n in "xyab"}
+    direction["xs"] = rng.uniform(-1, 1, size=np.shape(args["xs"]))
+    outcomes = [taken for _, taken in trace]
+    mine = import_source(HEADERS["srcgrad"] + text, module_dir, "fr_prog")
+    gradient = srcgrad.grad(mine.f, wrt=DIRECTIONS)
+
+    def grad_along(t: float) -> list[Any]:
+        moved = _moved(args, direction, t)
+        _, shifted = _traced(probe, moved)
+        assume([taken for _, taken in shifted] == outcomes)  # no jump in between
+        return list(gradient(*(moved[p] for p in PARAMS))[1])
+
+    up, down = grad_along(H), grad_along(-H)
+    expected = [(u - d) / (2 * H) for u, d in zip(up, down, strict=True)]
+    hvp = srcgrad.hvp(mine.f, wrt=DIRECTIONS)
+    for kind in (float, np.float64):
+        call = tuple(kind(args[p]) if p in ("x", "y", "a", "b") else args[p] for p in PARAMS)
+        got_value, grads, products = hvp(call, tuple(direction[n] for n in DIRECTIONS))
+        np.testing.assert_allclose(got_value, value, rtol=1e-12, atol=1e-12,
+                                   err_msg=f"value ({kind.__name__}){context}")
+        for name, got, want, g in zip(DIRECTIONS, products, expected, grads, strict=True):
+            np.testing.assert_allclose(g, getattr(gradient(*call)[1], name), rtol=1e-13,
+                                       atol=1e-15, err_msg=f"grad {name}{context}")
+            scale = max(1.0, float(np.max(np.abs(want))))
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * scale,
+                                       err_msg=f"Hv {name} ({kind.__name__}){context}")
+
+
 # -- hand-written programs -----------------------------------------------------------------
 
 PROGRAMS = """
