@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import autograd
+import autograd.numpy as anp
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -196,6 +197,12 @@ def array_loop(x, w):
     return np.sum(x * x)
 
 
+def then_product(x, w):
+    for i in range(5):
+        x = x * w + np.sin(x)
+    return np.sin(x) * w + np.cos(w) * x
+
+
 def vector_out(a, xs):
     y = xs * 0.0
     for i in range(3):
@@ -226,6 +233,7 @@ CASES = [
     ("data_branch", (0.1, 0.5)),
     ("guarded", (0.7, 1.5, XS)),
     ("guarded", (0.7, 0.5, XS)),
+    ("then_product", (0.3, 0.8)),
 ]
 
 
@@ -313,3 +321,33 @@ def test_jacobian_picks_forward_mode_through_a_loop(programs: Any, twins: Any):
     np.testing.assert_allclose(value, programs.vector_out(0.8, XS), rtol=1e-14)
     np.testing.assert_allclose(J.a, autograd.jacobian(twins.vector_out, 0)(0.8, XS),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, args", [case for case in CASES if case[0] != "recurrence"])
+def test_hessians_through_regions_against_autograd(name: str, args: tuple, programs: Any,
+                                                   twins: Any):
+    """`hessian` (forward over reverse, one sweep per scalar parameter) against autograd's
+    Hessian of the same Python control flow."""
+    fn, twin = getattr(programs, name), getattr(twins, name)
+    params = tuple(p for p, a in zip(fn.__code__.co_varnames, args, strict=False)
+                   if np.ndim(a) == 0)
+    value, grads, H = srcgrad.hessian(fn, wrt=params)(*args)
+    assert value == pytest.approx(fn(*args), rel=1e-14)
+    for i in range(len(params)):
+        for j in range(len(params)):
+            expected = autograd.grad(autograd.grad(twin, i), j)(*args)
+            assert H[i][j] == pytest.approx(expected, rel=1e-10, abs=1e-12), (name, i, j)
+
+
+def test_hvp_of_arrays_through_a_loop(programs: Any, twins: Any):
+    rng = np.random.default_rng(5)
+    x, w, x_dot, w_dot = (rng.normal(size=5) for _ in range(4))
+    _, grads, (hx, hw) = srcgrad.hvp(programs.array_loop)((x, w), (x_dot, w_dot))
+
+    def along(t: float) -> Any:
+        gx, gw = autograd.grad(twins.array_loop, (0, 1))(x + t * x_dot, w + t * w_dot)
+        return anp.concatenate([gx, gw])
+
+    expected = autograd.jacobian(along)(0.0)
+    np.testing.assert_allclose(np.concatenate([hx, hw]), expected, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(np.concatenate(list(grads)), along(0.0), rtol=1e-12)
