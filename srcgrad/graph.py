@@ -127,7 +127,8 @@ class LoopBody:
     carried variables' values at the end of the iteration. In the enclosing graph a `loop` node
     takes the bounds, the carried variables' initial values and the invariants, and
     `loop_output` nodes give the final values. Reverse mode adds `backward`: the adjoint graph
-    of one iteration, run in a loop of its own over the iterations in reverse.
+    of one iteration, run in a loop of its own over the iterations in reverse. Forward mode
+    makes a new body over the same graph, carrying each value and its tangent (`forward`).
     """
 
     def __init__(self, graph: Graph, index: Node, carried: list[Node], invariants: list[Node],
