@@ -176,14 +176,7 @@ def _loop_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
     initial_t = incoming[3:3 + count]
     invariant_t = incoming[3 + count:]
     sources = {p.id for p, t in zip(body.invariants, invariant_t, strict=True) if t is not None}
-    active = [full or t is not None for t in initial_t]
-    while True:  # to a fixed point: a carried value may gain a tangent after some iterations
-        sources |= {p.id for p, a in zip(body.carried, active, strict=True) if a}
-        reached = _depends(body.graph, body.outputs, sources)
-        grown = [a or r for a, r in zip(active, reached, strict=True)]
-        if grown == active:
-            break
-        active = grown
+    active = _carried_with_tangents(body, [full or t is not None for t in initial_t], sources)
     if not any(active):
         return None
     sub = body.graph
@@ -399,12 +392,51 @@ def _tangent_param(sub: Graph, param: Node, pattern: str, taken: set[str]) -> No
 
 
 def _depends(graph: Graph, outputs: list[Node], sources: set[int]) -> list[bool]:
-    """Whether each output depends on any of ``sources`` (conservatively: through any
-    argument, comparisons included)."""
+    """Whether each output may have a tangent when ``sources`` have one: through any argument
+    but as forward mode sees it, so a comparison, a loop's bounds and an `if`'s condition pass
+    none, and each output of a region depends on what that output's own body reads (a loop's
+    `break` flag does not gain a tangent because the loop's sum has one)."""
     depends: dict[int, bool] = {}
+    region_outputs: dict[int, list[bool]] = {}
     for node in graph.reachable(outputs):
-        depends[node.id] = node.id in sources or any(depends[a.id] for a in node.args)
+        if node.id in sources:
+            depends[node.id] = True
+        elif node.is_leaf or node.op in NONDIFFERENTIABLE_OPS:
+            depends[node.id] = False
+        elif node.op in ("loop_output", "branch_output"):
+            depends[node.id] = region_outputs[node.args[0].id][node.attrs[0]]
+        elif node.op == "loop":
+            body = node.attrs[0]
+            count = len(body.carried)
+            active = [depends[a.id] for a in node.args[3:3 + count]]
+            inner = {p.id for p, a in zip(body.invariants, node.args[3 + count:], strict=True)
+                     if depends[a.id]}
+            region_outputs[node.id] = _carried_with_tangents(body, active, inner)
+            depends[node.id] = any(region_outputs[node.id])
+        elif node.op == "branch":
+            body = node.attrs[0]
+            found = [_depends(sub, list(results), {p.id for p, a in zip(
+                params, node.args[1:], strict=True) if depends[a.id]})
+                for sub, params, results in zip(body.graphs, body.inputs, body.outputs,
+                                                strict=True)]
+            region_outputs[node.id] = [a or b for a, b in zip(*found, strict=True)]
+            depends[node.id] = any(region_outputs[node.id])
+        else:
+            depends[node.id] = any(depends[a.id] for a in node.args)
     return [depends[o.id] for o in outputs]
+
+
+def _carried_with_tangents(body: LoopBody, active: list[bool], sources: set[int]) -> list[bool]:
+    """Which carried values of a loop have tangents: those that start with one, and to a fixed
+    point those one iteration makes depend on one that has, or on an invariant in
+    ``sources``."""
+    while True:
+        reached = _depends(body.graph, body.outputs, sources | {
+            p.id for p, a in zip(body.carried, active, strict=True) if a})
+        grown = [a or r for a, r in zip(active, reached, strict=True)]
+        if grown == active:
+            return active
+        active = grown
 
 
 def _tangent(graph: Graph, node: Node, incoming: tuple[Node | None, ...],
