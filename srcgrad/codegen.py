@@ -69,6 +69,10 @@ class Derivation:
     extra_trees: dict[str, Tree] = field(default_factory=dict)  # structured directions
     phases: list[tuple[int, str]] = field(default_factory=list)  # (first node id, comment word)
     differentiated: list[str] = field(default_factory=list)  # parameters given derivatives
+    # Forward mode through a loop or an `if` computes the value in the region it makes (so the
+    # loop runs once): the node returned as the value, and node id -> the node it restates.
+    value: Node | None = None
+    restated: dict[int, Node] = field(default_factory=dict)
 
     def roots(self) -> list[Node]:
         nodes: list[Node] = []
@@ -180,6 +184,8 @@ class _Emitter:
                 self.helpers[name] = name
                 taken.add(name)
         self.reserved = taken  # names no statement may take
+        # Node id -> the node it restates (forward mode through a region: see Derivation).
+        self.restated_from = {new.id: old for old, new in derivation.restated.items()}
 
     # -- the module ------------------------------------------------------------------------------
     def module_text(self) -> tuple[str, str, dict[str, Any]]:
@@ -392,8 +398,9 @@ class _Emitter:
             return None
         text = self.parsed.source_lines.get(node.lineno, "").strip()
         phase = None
+        node_id = self.restated_from.get(node.id, node.id)  # a value forward mode restated
         for first_id, word in self.derivation.phases:
-            if node.id >= first_id:
+            if node_id >= first_id:
                 phase = word
         if phase:
             return f"line {node.lineno}, {phase}: {text}"
@@ -455,6 +462,26 @@ def _region_name(op: str, body: Any, k: int, hint: str | None = None) -> str:
     names = [p.value for p in (*body.carried, *body.invariants)]
     return f"d_{names[k]}" if k < len(body.carried) else f"d_{names[k]}_loop"
 _REGION_VALUES = frozenset({"loop_output", "loop_adjoint", "branch_output", "branch_adjoint"})
+
+
+def _adjoint_names(backward: Any, adjoint_of: dict[int, Node], graph_index: int
+                   ) -> Derivation:
+    """How the adjoints in a backward region are named (``d_x``), and their tangents
+    (``d_x_dot``) when forward mode over reverse made it."""
+    tangent_of = backward.tangent_of[graph_index] if backward.tangent_of else {}
+    return Derivation([], adjoint_of=adjoint_of, tangent_of=tangent_of,
+                      tangent_names=dict.fromkeys(tangent_of, backward.pattern))
+
+
+def _tangent_names(body: Any, graph_index: int) -> Derivation:
+    """How the tangents in a region forward mode made are named (``x_dot``): nothing to
+    return, only names, for body graph ``graph_index`` (a loop has one, an `if` two)."""
+    made = body.forward
+    if made is None:
+        return Derivation([])
+    tangent_of = made.tangent_of[graph_index]
+    return Derivation([], tangent_of=tangent_of,
+                      tangent_names=dict.fromkeys(tangent_of, made.pattern))
 
 
 def _rebind(names: list[str], values: list[ast.expr]) -> ast.stmt:
@@ -614,7 +641,7 @@ class _Path:
         self.derivation = derivation
         # A loop body is a path of its own over the body's graph, inside the enclosing path.
         self.graph = body.graph if body else lowered.graph
-        self.output = None if body else lowered.output
+        self.output = None if body else (derivation.value or lowered.output)
         self.tapes: dict[int, list[str]] = {}  # loop body id -> its carried values' tapes
         roots = ([self.resolve(r) for r in body.roots] if body else
                  [self.resolve(self.output)] + [self.resolve(g) for g in derivation.roots()])
@@ -945,7 +972,7 @@ class _Path:
         names.update((p.id, n) for p, n in zip(body.carried, carried, strict=True))
         names.update((p.id, n) for p, n in zip(body.invariants, invariants, strict=True))
         roots = list(body.outputs) + ([body.condition] if body.condition is not None else [])
-        inner = self._body_path(roots, body.graph, names, Derivation([]))
+        inner = self._body_path(roots, body.graph, names, _tangent_names(body, 0))
         if body.index.id not in inner.names:  # the body does not read the index
             index = "_"
         loop_body: list[ast.stmt] = []
@@ -1005,7 +1032,7 @@ class _Path:
         names.update((s.id, n) for s, n in zip(backward.seeds, adjoint_names, strict=True))
         roots = [g for g in (*backward.carried, *backward.invariants) if g is not None]
         inner = self._body_path(roots, body.graph, names,
-                                Derivation([], adjoint_of=backward.adjoint_of))
+                                _adjoint_names(backward, backward.adjoint_of, 0))
         if body.index.id not in inner.names:  # the adjoint does not read the index
             index = "_"
         tapes = self.tapes[id(body)]
@@ -1057,9 +1084,10 @@ class _Path:
                   for a, p in zip(args[1:], body.inputs[0], strict=True)]
         outputs = self._region_value_names(node, "branch_output", len(body.names))
         blocks = []
-        for sub, params, results in zip(body.graphs, body.inputs, body.outputs, strict=True):
+        for b, (sub, params, results) in enumerate(zip(body.graphs, body.inputs, body.outputs,
+                                                      strict=True)):
             names = {p.id: n for p, n in zip(params, inputs, strict=True)}
-            inner = self._body_path(list(results), sub, names, Derivation([]))
+            inner = self._body_path(list(results), sub, names, _tangent_names(body, b))
             block = [stmt for _, stmt in inner.emit()]
             if outputs:
                 block.append(_rebind(outputs, [inner.expr(r) for r in results]))
@@ -1087,7 +1115,7 @@ class _Path:
             grads = backward.inputs[b]
             roots = [grads[k] for k in given if grads[k] is not None]
             inner = self._body_path(roots, sub, names,
-                                    Derivation([], adjoint_of=backward.adjoint_of[b]))
+                                    _adjoint_names(backward, backward.adjoint_of[b], b))
             block = [stmt for _, stmt in inner.emit()]
             if given:
                 block.append(_rebind([all_names[k] for k in given],

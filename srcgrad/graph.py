@@ -127,7 +127,8 @@ class LoopBody:
     carried variables' values at the end of the iteration. In the enclosing graph a `loop` node
     takes the bounds, the carried variables' initial values and the invariants, and
     `loop_output` nodes give the final values. Reverse mode adds `backward`: the adjoint graph
-    of one iteration, run in a loop of its own over the iterations in reverse.
+    of one iteration, run in a loop of its own over the iterations in reverse. Forward mode
+    makes a new body over the same graph, carrying each value and its tangent (`forward`).
     """
 
     def __init__(self, graph: Graph, index: Node, carried: list[Node], invariants: list[Node],
@@ -141,6 +142,7 @@ class LoopBody:
         self.output_nodes: list[Node] = []  # the `loop_output` nodes, in the enclosing graph
         self.condition: Node | None = None  # a `while` loop's test, at an iteration's start
         self.backward: Any = None  # set by reverse mode (`reverse.LoopBackward`)
+        self.forward: Any = None  # names of its tangents, when forward mode made it
 
     def __repr__(self) -> str:
         return f"<loop body: {len(self.graph.nodes)} nodes>"
@@ -164,6 +166,7 @@ class BranchBody:
         self.lineno = lineno
         self.output_nodes: list[Node] = []
         self.backward: dict[tuple, Any] = {}  # set by reverse mode, per differentiated inputs
+        self.forward: Any = None  # names of its tangents, when forward mode made it
 
     def __repr__(self) -> str:
         return f"<if: {len(self.graphs[0].nodes)} and {len(self.graphs[1].nodes)} nodes>"

@@ -15,6 +15,7 @@ rest (parsing, lowering, code generation, the cache, ``.source``) is `grad`'s ma
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections import namedtuple
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import codegen, lower, reverse
+from .forward import Tangents
 from .forward import forward as push_tangents
 from .graph import PARAM, Node
 from .shapes import ShapeClasses
@@ -70,7 +72,8 @@ def directional(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[No
     return codegen.Derivation(
         [codegen.Section([("value_dot", [tangents.get(lowered.output)])], "value")],
         tangent_of=tangents.tangent_of, extra_params=names, extra_trees=trees,
-        phases=[(first_tangent_id, "tangent")], differentiated=list(wrt))
+        phases=[(first_tangent_id, "tangent")], differentiated=list(wrt),
+        value=tangents.primal(lowered.output), restated=tangents.value)
 
 
 def per_parameter_tangents(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],
@@ -82,9 +85,13 @@ def per_parameter_tangents(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nod
     fields: list[tuple[str, list[Node | None]]] = []
     tangent_of: dict[int, Node] = {}
     patterns: dict[int, str] = {}
+    value, restated = lowered.output, {}
     for name, node in zip(wrt, wrt_nodes, strict=True):
-        tangents = push_tangents(graph, [lowered.output], {node.id: graph.const(1.0)}, shapes)
+        tangents = push_tangents(graph, [lowered.output], {node.id: graph.const(1.0)}, shapes,
+                                 f"d{{}}_d{name}")
         fields.append((f"dvalue_d{name}", [tangents.get(lowered.output)]))
+        if value is lowered.output:  # the first region that carries a tangent gives it
+            value, restated = tangents.primal(lowered.output), tangents.value
         for tangent_id, primal in tangents.tangent_of.items():
             if tangent_id not in tangent_of:
                 tangent_of[tangent_id] = primal
@@ -95,7 +102,7 @@ def per_parameter_tangents(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nod
     return codegen.Derivation(
         [codegen.Section(fields, "value", container, "Tangents")], tangent_of=tangent_of,
         tangent_names=patterns, phases=[(first_tangent_id, "tangent")],
-        differentiated=list(wrt))
+        differentiated=list(wrt), value=value, restated=restated)
 
 
 def hessian_vector(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],
@@ -107,16 +114,34 @@ def hessian_vector(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list
     shapes = ShapeClasses(scalars)
     names, seeds, trees = _directions(lowered, wrt, shapes, "{}_dot")
     first_tangent_id = len(graph.nodes)
-    tangents = push_tangents(graph, grads, seeds, shapes)
+    tangents = push_tangents(graph, [lowered.output, *grads], seeds, shapes)
     products = [tangents.get(g) for g in grads]
     grads_type = gradients.sections[0].container
     return codegen.Derivation(
-        [gradients.sections[0],
+        [_restated(gradients.sections[0], tangents),
          codegen.Section(per_parameter(lowered, wrt, products), "param", grads_type)],
-        adjoint_of=gradients.adjoint_of, adjoints=gradients.adjoints,
-        tangent_of=tangents.tangent_of, extra_params=names,
+        adjoint_of=_restated_names(gradients.adjoint_of, tangents),
+        adjoints=gradients.adjoints, tangent_of=tangents.tangent_of, extra_params=names,
         extra_trees=trees, phases=[*gradients.phases, (first_tangent_id, "second order")],
-        differentiated=list(wrt))
+        differentiated=list(wrt), value=tangents.primal(lowered.output),
+        restated=tangents.value)
+
+
+def _restated(section: codegen.Section, tangents: Tangents) -> codegen.Section:
+    """``section`` with each node replaced by the one forward mode restated it as (a gradient
+    computed by the backward loop that runs over the loop carrying tangents)."""
+    fields = [(name, [None if n is None else tangents.primal(n) for n in nodes])
+              for name, nodes in section.fields]
+    return dataclasses.replace(section, fields=fields)
+
+
+def _restated_names(adjoint_of: dict[int, Node], tangents: Tangents) -> dict[int, Node]:
+    """``adjoint_of`` extended to the restated adjoints, so they keep their names (``d_x``)."""
+    named = dict(adjoint_of)
+    for old_id, node in tangents.value.items():
+        if old_id in adjoint_of:
+            named.setdefault(node.id, tangents.primal(adjoint_of[old_id]))
+    return named
 
 
 def hessian_blocks(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],
@@ -131,19 +156,29 @@ def hessian_blocks(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list
     rows: list[tuple[str, list[Node | None]]] = []
     tangent_of: dict[int, Node] = {}
     patterns: dict[int, str] = {}
+    first: Tangents | None = None
     for name, node in zip(wrt, wrt_nodes, strict=True):
-        tangents = push_tangents(graph, grads, {node.id: graph.const(1.0)}, shapes)
+        tangents = push_tangents(graph, [lowered.output, *grads], {node.id: graph.const(1.0)},
+                                 shapes, f"{{}}_d_{name}")
+        first = first or tangents
         rows.append((name, [tangents.get(g) for g in grads]))
         for tangent_id, primal in tangents.tangent_of.items():
             if tangent_id not in tangent_of:
                 tangent_of[tangent_id] = primal
                 patterns[tangent_id] = f"{{}}_d_{name}"
+    value, restated = lowered.output, {}
+    adjoint_of = gradients.adjoint_of
+    section = gradients.sections[0]
+    if first is not None:  # the value and gradient come from the regions the first sweep made
+        value, restated = first.primal(lowered.output), first.value
+        adjoint_of = _restated_names(adjoint_of, first)
+        section = _restated(section, first)
     return codegen.Derivation(
-        [gradients.sections[0], codegen.Section(rows, "rows")],
-        adjoint_of=gradients.adjoint_of, adjoints=gradients.adjoints, tangent_of=tangent_of,
+        [section, codegen.Section(rows, "rows")],
+        adjoint_of=adjoint_of, adjoints=gradients.adjoints, tangent_of=tangent_of,
         tangent_names=patterns,
         phases=[*gradients.phases, (first_tangent_id, "second order")],
-        differentiated=list(wrt))
+        differentiated=list(wrt), value=value, restated=restated)
 
 
 def cotangent(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],

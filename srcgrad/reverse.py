@@ -20,7 +20,7 @@ does not have.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import rules
 from .array_rules import NONDIFFERENTIABLE_OPS
@@ -174,6 +174,10 @@ class LoopBackward:
     invariants: list[Node | None]
     adjoint_of: dict[int, Node]
     first_adjoint_id: int
+    # Forward over reverse (`forward._loop_backward_tangent`): names of the tangents of the
+    # adjoint nodes, with the pattern they follow.
+    tangent_of: list[dict[int, Node]] = field(default_factory=list)
+    pattern: str = "{}_dot"
 
 
 def _loop_vjp(graph: Graph, node: Node, adjoints: dict[int, Node], active: set[int]
@@ -218,6 +222,8 @@ class BranchBackward:
     seeds: tuple[list[Node], list[Node]]
     inputs: tuple[list[Node | None], list[Node | None]]
     adjoint_of: tuple[dict[int, Node], dict[int, Node]]
+    tangent_of: list[dict[int, Node]] = field(default_factory=list)  # as in `LoopBackward`
+    pattern: str = "{}_dot"
 
 
 def _branch_vjp(graph: Graph, node: Node, adjoints: dict[int, Node], active: set[int]

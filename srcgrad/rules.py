@@ -228,8 +228,8 @@ PRIMITIVES["alias"] = Primitive("alias", 1, "_0", "_0", lambda x, out: 1.0)
 # function of an array that returns a scalar (a loss) as well as an elementwise one.
 PRIMITIVES["call"] = Primitive("call", -1, "", "", None, elementwise=False)
 # loop(start, stop, step, *initial, *invariants): a `for` loop, its body in attrs[0] (a
-# `graph.LoopBody`); loop_output(loop) is carried variable attrs[0] after the loop. Reverse mode
-# differentiates them as one region (`reverse.py`), not through this table.
+# `graph.LoopBody`); loop_output(loop) is carried variable attrs[0] after the loop. Both modes
+# differentiate them as one region (`reverse.py`, `forward.py`), not through this table.
 for _name in ("loop", "loop_output", "loop_backward", "loop_adjoint", "branch", "branch_output",
               "branch_backward", "branch_adjoint"):
     PRIMITIVES[_name] = Primitive(_name, -1, "", "", None, elementwise=False)
