@@ -504,10 +504,12 @@ def _jump_block(parsed: ParsedFunction, statements: list[ast.stmt], jumps: _Jump
                 guard = ast.copy_location(ast.Name(jumps.guard, ast.Load()), inner)
                 body.append(Branch(guard, tuple(remaining), (), parsed.file_line(rest[0])))
             return body
-        if isinstance(inner, ast.Return):
+        returned = next((s for s in _own_statements([inner]) if isinstance(s, ast.Return)),
+                        None)
+        if returned is not None:
             raise parsed.error("`return` inside a loop is not supported yet; assign the result "
                                "to a variable that exists before the loop, `break`, and return "
-                               "it after the loop.", inner)
+                               "it after the loop.", returned)
         if not _nested_statement(parsed, inner, body):
             what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
             raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
@@ -599,7 +601,12 @@ def _iteration(parsed: ParsedFunction, target: ast.expr, iterator: ast.expr, whe
                           (), ())
     if kind == "enumerate" and len(call.args) == 1 and isinstance(target, ast.Tuple) and len(
             target.elts) == 2 and isinstance(target.elts[0], ast.Name):
-        return over([target.elts[1]], [call.args[0]], target.elts[0].id)
+        inner, items = call.args[0], target.elts[1]
+        if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
+                and inner.func.id == "zip" and not inner.keywords and isinstance(
+                    items, ast.Tuple) and len(items.elts) == len(inner.args) > 0):
+            return over(list(items.elts), list(inner.args), target.elts[0].id)  # of a zip
+        return over([items], [inner], target.elts[0].id)
     if kind == "zip" and call.args and isinstance(target, ast.Tuple) and len(
             target.elts) == len(call.args):
         index = f"_{'_'.join(_flatten(_target_names(parsed, target)))}_index"
