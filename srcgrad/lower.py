@@ -316,10 +316,8 @@ class _Lowering:
         over arrays, which stays a loop."""
         if not stmt.sequences:
             return None
-        values = [self.literal_items(s) if isinstance(s, _SEQUENCES) else self.expr(s)
-                  for s in stmt.sequences]
-        lengths = [len(v.children) if isinstance(v, Tree) else len(v)
-                   for v in values if isinstance(v, (Tree, list))]
+        values = [self.expr(s) for s in stmt.sequences]
+        lengths = [len(v.children) for v in values if isinstance(v, Tree)]
         if not lengths:
             return None
         for value, node in zip(values, stmt.sequences, strict=True):
@@ -336,23 +334,19 @@ class _Lowering:
         for value, node in zip(values, stmt.sequences, strict=True):
             if isinstance(value, Tree):
                 items.append(list(value.children[:count]))
-            elif isinstance(value, list):
-                items.append(value[:count])
             else:  # an array zipped with a list: its first items
                 items.append([self.expr(ast.copy_location(ast.Subscript(
                     node, ast.Constant(k), ast.Load()), node)) for k in range(count)])
         return items
 
-    def literal_items(self, node: ast.Tuple | ast.List) -> list[Any]:
-        """``[a, (W, b)]`` as values: nested literals become `Tree`s, to be unpacked."""
-        out: list[Any] = []
-        for element in node.elts:
-            if isinstance(element, _SEQUENCES):
-                children = self.literal_items(element)
-                out.append(Tree("tuple", tuple(range(len(children))), tuple(children)))
-            else:
-                out.append(self.expr(element))
-        return out
+    def _Tuple(self, node: ast.Tuple | ast.List) -> Tree:
+        """``(a, b)`` or ``[W, (V, c)]`` written out: a `Tree` of its values, as a structured
+        parameter would be, to loop over, unpack, index or pass to a function."""
+        children = tuple(self.expr(element) for element in node.elts)
+        kind = "list" if isinstance(node, ast.List) else "tuple"
+        return Tree(kind, tuple(range(len(children))), children)
+
+    _List = _Tuple
 
     def unrolled(self, stmt: Loop, items: list[list[Any]]) -> None:
         """A `for` loop over the items of a list or tuple, unrolled: its body lowered once per
@@ -522,10 +516,6 @@ class _Lowering:
     def expr(self, node: ast.expr) -> Node | _Static:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:  # parse.py admits only the node types handled below
-            if isinstance(node, _SEQUENCES):
-                raise self.parsed.error(
-                    "A list or tuple is not a number or array here; build an array with "
-                    "np.stack([...]) or np.concatenate([...]), or unpack a parameter.", node)
             raise self.parsed.error(f"srcgrad cannot differentiate this {type(node).__name__}.",
                                     node)
         return method(node)
@@ -535,6 +525,10 @@ class _Lowering:
         return self._as_value(self.expr(node), node)
 
     def _as_value(self, result: Any, node: ast.expr) -> Node:
+        if isinstance(result, Tree) and isinstance(node, _SEQUENCES):
+            raise self.parsed.error(
+                "A list or tuple is not a number or array here; build an array with "
+                "np.stack([...]) or np.concatenate([...]), or loop over it.", node)
         if isinstance(result, Tree):
             raise self.parsed.error(
                 f"`{ast.unparse(node)}` is a {result.kind} of arrays; unpack it "
@@ -680,6 +674,10 @@ class _Lowering:
         fn = callee.value
         if getattr(fn, "__srcgrad_transform__", None) is not None:
             return self.inline_gradient(fn.__srcgrad_transform__, node, label)
+        if fn is len and len(node.args) == 1 and not node.keywords:
+            sized = self.expr(node.args[0])
+            if isinstance(sized, Tree):  # a list's length is part of its structure: known now
+                return self.graph.const(len(sized.children))
         if _in(fn, array_rules.NONDIFFERENTIABLE):
             return self.passthrough(fn, node, label)
         primitive = rules.primitive_for(fn)

@@ -270,6 +270,43 @@ def zipped(weights, xs, a):
     return s
 
 
+def tuple_in_a_loop(x, a, b):
+    for i in range(3):
+        for c in (a, b):
+            x = x * c
+            if x > 4:
+                break
+    return x
+
+
+def loop_in_a_list_loop(layers, x):
+    s = 0.0
+    for W, b in layers:
+        for i in range(3):
+            s = s + np.sum(W * b) * x
+            if s > 2:
+                break
+    return s
+
+
+def mean_of_layers(layers, x):
+    for W, b in layers:
+        x = np.tanh(x @ W + b) / len(layers)
+    return np.sum(x)
+
+
+def helper(x, ws):
+    for w in ws:
+        x = x * w
+        if x > 3:
+            break
+    return x
+
+
+def passes_a_tuple(a, b):
+    return helper(a, (a, b, 2.0))
+
+
 def nested_structure(layers, x):
     h = x
     for layer in layers:
@@ -333,7 +370,26 @@ def test_a_list_of_layers(module_dir: Path):
     _check_tree(mine.mlp, twin.mlp, (shallow, x), 0, grads.layers)
 
 
-@pytest.mark.parametrize("name", ["scaled", "zipped", "nested_structure"])
+@pytest.mark.parametrize("a, b", [(1.1, 1.5), (0.5, 1.2), (1.4, 0.6)])
+def test_tuples_written_out(a: float, b: float, module_dir: Path):
+    """A tuple literal looped over inside a real loop (with a `break`), and passed to a
+    helper function that loops over it."""
+    mine, twin = _modules(module_dir, LISTS, "lists")
+    for name, args in (("tuple_in_a_loop", (0.7, a, b)), ("passes_a_tuple", (a, b))):
+        fn = getattr(mine, name)
+        for kind in (float, np.float64):
+            value, grads = srcgrad.grad(fn)(*map(kind, args))
+            assert value == pytest.approx(fn(*args), rel=1e-13)
+            expected = autograd.grad(getattr(twin, name), tuple(range(len(args))))(*args)
+            np.testing.assert_allclose(tuple(grads), expected, rtol=1e-12)
+        for k in range(len(args)):
+            fd = central_difference(
+                lambda v, k=k, fn=fn, args=args: fn(*args[:k], v, *args[k + 1:]), args[k])
+            assert grads[k] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("name", ["scaled", "zipped", "nested_structure", "loop_in_a_list_loop",
+                                  "mean_of_layers"])
 def test_lists_and_tuples_of_arrays(name: str, module_dir: Path):
     mine, twin = _modules(module_dir, LISTS, "lists")
     rng = np.random.default_rng(7)
@@ -342,6 +398,8 @@ def test_lists_and_tuples_of_arrays(name: str, module_dir: Path):
     elif name == "zipped":
         args = ([rng.normal(size=2), rng.normal(size=2), rng.normal(size=2)],
                 rng.normal(size=(4, 2)), 0.9)
+    elif name == "loop_in_a_list_loop":
+        args = (_layers(rng, [2, 2, 2]), 0.3)
     else:
         args = (_layers(rng, [3, 4, 4]), rng.normal(size=(2, 3)))
     fn = getattr(mine, name)
