@@ -933,7 +933,8 @@ class _Path:
             split = next((i + 1 for i, s in enumerate(statements) if isinstance(s, ast.Assign)
                           and any(isinstance(t, ast.Name) and t.id == test_name
                                   for t in s.targets)), 0)
-            stop = [] if body.condition.is_const else [  # `while True:` tests nothing
+            always = body.condition.is_const and bool(body.condition.value)
+            stop = [] if always else [  # `while True:` tests nothing
                 ast.If(ast.UnaryOp(ast.Not(), inner.expr(body.condition)), [ast.Break()], [])]
             loop_body = [*statements[:split], *stop, *loop_body, *statements[split:]]
             loop_body += self._next_iteration(body, carried, inner)
