@@ -603,7 +603,7 @@ def jump_programs(draw: Any) -> dict[str, Any]:
             "probe": render(text, writer.conditions, probe=True), "args": args}
 
 
-@settings(max_examples=4 * LOOP_EXAMPLES, deadline=None)  # about 10 s
+@settings(max_examples=3 * LOOP_EXAMPLES, deadline=None)  # about 10 s
 @given(program=jump_programs())
 def test_random_jumps_match_autograd_and_finite_differences(program: dict[str, Any],
                                                             module_dir: Path):
