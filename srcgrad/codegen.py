@@ -992,15 +992,27 @@ class _Path:
             split = next((i + 1 for i, s in enumerate(statements) if isinstance(s, ast.Assign)
                           and any(isinstance(t, ast.Name) and t.id == test_name
                                   for t in s.targets)), 0)
-            stop = ast.If(ast.UnaryOp(ast.Not(), inner.expr(body.condition)), [ast.Break()], [])
-            loop_body = [*statements[:split], stop, *loop_body, *statements[split:]]
-            loop_body.append(_rebind(carried, [inner.expr(o) for o in body.outputs]))
+            always = body.condition.is_const and bool(body.condition.value)
+            stop = [] if always else [  # `while True:` tests nothing
+                ast.If(ast.UnaryOp(ast.Not(), inner.expr(body.condition)), [ast.Break()], [])]
+            loop_body = [*statements[:split], *stop, *loop_body, *statements[split:]]
+            loop_body += self._next_iteration(body, carried, inner)
             return [*before, ast.While(ast.Constant(True), loop_body, [])]
         loop_body += statements
-        loop_body.append(_rebind(carried, [inner.expr(o) for o in body.outputs]))
+        loop_body += self._next_iteration(body, carried, inner)
         loop = ast.For(ast.Name(index, ast.Store()), self._range(node, 0), loop_body, [],
                        lineno=0)
         return [*before, loop]
+
+    @staticmethod
+    def _next_iteration(body: Any, carried: list[str], inner: _Path) -> list[ast.stmt]:
+        """The carried values rebound for the next iteration, and after a `break` (its flag
+        cleared), the end of the loop."""
+        out = [_rebind(carried, [inner.expr(o) for o in body.outputs])]
+        if body.exit is not None:
+            flag = ast.Name(carried[body.exit], ast.Load())
+            out.append(ast.If(ast.UnaryOp(ast.Not(), flag), [ast.Break()], []))
+        return out
 
     def backward_loop(self, node: Node) -> list[ast.stmt]:
         """The body's adjoint run over the iterations in reverse: carried values restored
@@ -1052,6 +1064,10 @@ class _Path:
         if body.condition is not None:  # `while`: as many steps back as the tape holds
             steps = ast.Call(ast.Name("range", ast.Load()), [ast.Call(
                 ast.Name("len", ast.Load()), [ast.Name(tapes[0], ast.Load())], [])], [])
+        elif body.exit is not None:  # a `break` may have ended it early: the steps it made
+            made = ast.Call(ast.Name("len", ast.Load()), [ast.Name(tapes[0], ast.Load())], [])
+            steps = ast.Call(ast.Name("reversed", ast.Load()), [ast.Subscript(
+                self._range(node, 1), ast.Slice(None, made), ast.Load())], [])
         else:
             steps = ast.Call(ast.Name("reversed", ast.Load()), [self._range(node, 1)], [])
         loop = ast.For(ast.Name(index, ast.Store()), steps, loop_body, [], lineno=0)

@@ -141,6 +141,7 @@ class LoopBody:
         self.lineno = lineno
         self.output_nodes: list[Node] = []  # the `loop_output` nodes, in the enclosing graph
         self.condition: Node | None = None  # a `while` loop's test, at an iteration's start
+        self.exit: int | None = None  # the carried `break` flag: the loop stops once it is 0
         self.backward: Any = None  # set by reverse mode (`reverse.LoopBackward`)
         self.forward: Any = None  # names of its tangents, when forward mode made it
 

@@ -237,6 +237,10 @@ class _Lowering:
         the body as a loop, so its size does not grow with the number of iterations.
         """
         graph = self.graph
+        items = self.sequence_items(stmt)
+        if items is not None:
+            self.unrolled(stmt, items)
+            return
         bounds = [self.value(b) for b in stmt.bounds] or [graph.const(0), graph.const(0)]
         if len(bounds) == 1:
             bounds = [graph.const(0), bounds[0]]
@@ -291,6 +295,8 @@ class _Lowering:
         body = LoopBody(body_graph, index, carried_params,
                         [inner.env[name] for name in invariants], outputs, stmt.lineno)
         body.condition = condition
+        if stmt.exit is not None:  # the `break` flag: the loop stops once it is 0
+            body.exit = carried.index(stmt.exit)
         graph.lineno = stmt.lineno
         node = graph.apply("loop", *bounds, *(self.env[n] for n in carried),
                            *(self.env[n] if n in self.env else self.lookup(n) for n in invariants),
@@ -303,6 +309,83 @@ class _Lowering:
             # Python leaves the last index in it; srcgrad does not, so reading it is refused.
             del self.env[stmt.target]
             self.loop_locals[stmt.target] = (stmt.lineno, "loop index")
+
+    def sequence_items(self, stmt: Loop) -> list[list[Any]] | None:
+        """The items of each sequence a `for` loop iterates over, when one is a list or tuple
+        (a structured parameter, or written out), whose length is known now; None for a loop
+        over arrays, which stays a loop."""
+        if not stmt.sequences:
+            return None
+        values = [self.expr(s) for s in stmt.sequences]
+        lengths = [len(v.children) for v in values if isinstance(v, Tree)]
+        if not lengths:
+            return None
+        for value, node in zip(values, stmt.sequences, strict=True):
+            if isinstance(value, Tree) and value.kind == "dict":
+                raise self.parsed.error(
+                    f"`{ast.unparse(node)}` is a dict; srcgrad loops over lists and tuples of "
+                    "arrays. Loop over a list, or take the entries by key.", node)
+            if isinstance(value, (_Static, _Local)):
+                raise self.parsed.error(
+                    f"`{ast.unparse(node)}` is {_describe(getattr(value, 'value', value))}, "
+                    "not a sequence of numbers or arrays.", node)
+        count = min(lengths)  # zip stops at the shortest
+        items = []
+        for value, node in zip(values, stmt.sequences, strict=True):
+            if isinstance(value, Tree):
+                items.append(list(value.children[:count]))
+            else:  # an array zipped with a list: its first items
+                items.append([self.expr(ast.copy_location(ast.Subscript(
+                    node, ast.Constant(k), ast.Load()), node)) for k in range(count)])
+        return items
+
+    def _Tuple(self, node: ast.Tuple | ast.List) -> Tree:
+        """``(a, b)`` or ``[W, (V, c)]`` written out: a `Tree` of its values, as a structured
+        parameter would be, to loop over, unpack, index or pass to a function."""
+        children = tuple(self.expr(element) for element in node.elts)
+        kind = "list" if isinstance(node, ast.List) else "tuple"
+        return Tree(kind, tuple(range(len(children))), children)
+
+    _List = _Tuple
+
+    def unrolled(self, stmt: Loop, items: list[list[Any]]) -> None:
+        """A `for` loop over the items of a list or tuple, unrolled: its body lowered once per
+        item, into this graph.
+
+        Why not a loop: the items of a list of arrays may each have a shape, even a structure,
+        of their own (the layers of a network), and each item gets a gradient of its own, not
+        a sum over the iterations; a loop's body graph has one set of shapes and sums what it
+        gives its invariants. The list's length is part of its structure, which the transform
+        is built for (another length builds another), so unrolling is exact. With a `break`,
+        every iteration after the first runs under ``if running_<line>:``.
+        """
+        graph = self.graph
+        before = set(self.env)
+        assigned, _ = _loop_names(stmt)
+        variables = [stmt.target, *(n for t in stmt.targets for n in _names_in(t))]
+        own = [*assigned, *variables]
+        body = stmt.body[len(stmt.sequences):]  # without the `v = xs[i]` of an array loop
+        for k in range(len(items[0])):
+            graph.lineno = self.fixed_lineno or stmt.lineno
+            self.bind(stmt.target, graph.const(k))
+            for target, values in zip(stmt.targets, items, strict=True):
+                self.assign(target if len(target) > 1 else target[0], values[k],
+                            stmt.sequences[0])
+            if k and stmt.exit is not None:
+                guard = ast.copy_location(ast.Name(stmt.exit, ast.Load()), stmt.sequences[0])
+                self.branch(Branch(guard, tuple(body), (), stmt.lineno))
+            else:
+                for part in body:
+                    graph.lineno = self.fixed_lineno or part.lineno
+                    self.statement(part)
+            for name in own:  # as in a loop: the body's own names do not outlive it
+                if name not in before:
+                    self.env.pop(name, None)
+        for name in own:
+            if name not in before or name in variables:  # Python keeps the last item
+                self.env.pop(name, None)
+                where = "loop index" if name in variables else "loop"
+                self.loop_locals[name] = (stmt.lineno, where)
 
     def statement(self, part: Any) -> None:
         """One statement of a loop body or a branch."""
@@ -433,10 +516,6 @@ class _Lowering:
     def expr(self, node: ast.expr) -> Node | _Static:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:  # parse.py admits only the node types handled below
-            if isinstance(node, _SEQUENCES):
-                raise self.parsed.error(
-                    "A list or tuple is not a number or array here; build an array with "
-                    "np.stack([...]) or np.concatenate([...]), or unpack a parameter.", node)
             raise self.parsed.error(f"srcgrad cannot differentiate this {type(node).__name__}.",
                                     node)
         return method(node)
@@ -446,6 +525,10 @@ class _Lowering:
         return self._as_value(self.expr(node), node)
 
     def _as_value(self, result: Any, node: ast.expr) -> Node:
+        if isinstance(result, Tree) and isinstance(node, _SEQUENCES):
+            raise self.parsed.error(
+                "A list or tuple is not a number or array here; build an array with "
+                "np.stack([...]) or np.concatenate([...]), or loop over it.", node)
         if isinstance(result, Tree):
             raise self.parsed.error(
                 f"`{ast.unparse(node)}` is a {result.kind} of arrays; unpack it "
@@ -591,6 +674,10 @@ class _Lowering:
         fn = callee.value
         if getattr(fn, "__srcgrad_transform__", None) is not None:
             return self.inline_gradient(fn.__srcgrad_transform__, node, label)
+        if fn is len and len(node.args) == 1 and not node.keywords:
+            sized = self.expr(node.args[0])
+            if isinstance(sized, Tree):  # a list's length is part of its structure: known now
+                return self.graph.const(len(sized.children))
         if _in(fn, array_rules.NONDIFFERENTIABLE):
             return self.passthrough(fn, node, label)
         primitive = rules.primitive_for(fn)

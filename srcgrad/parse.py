@@ -23,9 +23,10 @@ from .errors import MissingDerivativeError, SourceUnavailableError, TransformErr
 
 # What each unsupported construct is called in messages, and what to do instead.
 _UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
-    ast.Break: ("`break`", "`break` is not supported yet; loop a fixed number of times."),
-    ast.Continue: ("`continue`", "`continue` is not supported yet; compute a value that adds "
-                   "nothing instead (`x = x + 0 * ...`)."),
+    ast.Break: ("`break`", "`break` works in a loop's body (in its `if` statements too); "
+                "elsewhere, set a flag and test it."),
+    ast.Continue: ("`continue`", "`continue` works in a loop's body (in its `if` statements "
+                   "too); elsewhere, set a flag and test it."),
     ast.With: ("a `with` statement", "Move the `with` block out of the differentiated function "
                "and pass what it produces in as an argument."),
     ast.Try: ("a `try` statement", "Handle errors outside the differentiated function; srcgrad "
@@ -113,6 +114,12 @@ class Loop:
     body: tuple[Assign | Loop, ...]
     lineno: int
     condition: ast.expr | None = None  # a `while` loop: runs while this holds (no bounds)
+    exit: str | None = None  # a flag a `break` sets to 0.0: the loop stops after the iteration
+    # `for` over sequences (`xs`; enumerate's or zip's arguments) and the names bound to their
+    # items, each as `Assign` targets. The body starts with one `name = xs[index]` per
+    # sequence (for arrays); a list or tuple of arrays is unrolled instead (see lower.py).
+    sequences: tuple[ast.expr, ...] = ()
+    targets: tuple[tuple, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -360,69 +367,154 @@ def _target_names(parsed: ParsedFunction, target: ast.expr) -> tuple:
                        "(values are immutable here).", target)
 
 
-def _loop(parsed: ParsedFunction, stmt: ast.For | ast.While) -> Loop | _Broken:
-    """A `for` loop (as a loop over `range(...)`) or a `while` loop, whose body is
-    assignments, loops and `if` statements."""
-    if stmt.orelse:
-        raise parsed.error("A loop's `else` clause is not supported; move the `else` block "
-                           "after the loop.", stmt.orelse[0])
+def _loop_statements(parsed: ParsedFunction, stmt: ast.For | ast.While) -> list[Any]:
+    """A `for` loop (as a loop over indices, or over a list's items) or a `while` loop, whose
+    body is assignments, loops, `if` statements, `break` and `continue`; preceded by its
+    `break` flag's start and followed by its `else` clause, if it has them.
+
+    `break` and `continue` become flags, so that the body stays one block of straight
+    assignments and `if` statements, which is what the loop's graph is made of:
+    ``running_<line>`` starts at 1.0 before the loop and a `break` sets it to 0.0 (the
+    generated loop stops after that iteration); where a jump happens only on some paths
+    through an `if`, the statements after the `if` are guarded by a flag (``running_<line>``,
+    or ``going_<line>``, set to 1.0 at each iteration's start, when there is a `continue`).
+    Where one arm of an `if` always jumps, the rest of the body simply moves into the other
+    arm, as in ``if c: continue`` -> ``if c: pass / else: <rest>``: no flag at all.
+    """
+    line = parsed.file_line(stmt)
     condition = None
+    iteration = _Iteration(f"_step_{line}", (), (), (), ())
     if isinstance(stmt, ast.While):
         condition = _check_expr(parsed, stmt.test)
-        index, bounds, prefix = f"_step_{parsed.file_line(stmt)}", (), ()
+        if isinstance(condition, ast.Constant) and not isinstance(condition.value, str):
+            if not condition.value:
+                raise parsed.error("`while` on a false constant never runs its body; remove "
+                                   "the loop.", stmt.test)
+            if not any(isinstance(n, ast.Break) for n in _own_statements(stmt.body)):
+                raise parsed.error("This `while` loop has no `break`, so it never ends.",
+                                   stmt.test)
+            condition = ast.copy_location(ast.Constant(1.0), stmt.test)  # `while True:`
     else:
-        index, bounds, prefix = _iteration(parsed, stmt.target, stmt.iter, stmt)
-    flag = f"running_{parsed.file_line(stmt)}"  # set to 0.0 by a `break`
-    body: list[Any] = list(prefix) + _loop_block(parsed, stmt.body, flag,
-                                                 isinstance(stmt, ast.For))
-    broke = any(_assigns(part, flag) for part in body)
-    loop_names = {index} | {n for a in prefix for t in a.targets for n in _flatten(t)}
-    for part in body[len(prefix):]:
+        iteration = _iteration(parsed, stmt.target, stmt.iter, stmt)
+    running, going = f"running_{line}", f"going_{line}"
+    has_continue = any(isinstance(n, ast.Continue) for n in _own_statements(stmt.body))
+    jumps = _Jumps(running, going if has_continue else running, set_going=has_continue)
+    block = _jump_block(parsed, list(stmt.body), jumps)
+    if has_continue and not jumps.guarded:  # no statement waits on `going`: drop it
+        jumps = _Jumps(running, running, set_going=False)
+        block = _jump_block(parsed, list(stmt.body), jumps)
+    start = [Assign(((going,),), (ast.Constant(1.0),), line)] if jumps.guard == going else []
+    body: list[Any] = [*iteration.prefix, *start, *block]
+    loop_names = {iteration.index} | {n for a in iteration.prefix for t in a.targets
+                                      for n in _flatten(t)}
+    for part in body[len(iteration.prefix):]:
         clash = loop_names & set(_assigned_names(part))
         if clash:
             raise parsed.error(f"The loop variable `{clash.pop()}` is assigned in the loop "
                                "body; use another name.", stmt)
-    loop = Loop(index, bounds, tuple(body), parsed.file_line(stmt), condition)
-    if broke:  # the flag starts at 1.0 before the loop
-        line = parsed.file_line(stmt)
-        return _Broken(Assign(((flag,),), (ast.Constant(1.0),), line), loop)
-    return loop
+    loop = Loop(iteration.index, iteration.bounds, tuple(body), line, condition,
+                exit=running if jumps.broke else None, sequences=iteration.sequences,
+                targets=iteration.targets)
+    out: list[Any] = [loop]
+    if jumps.broke:  # the flag starts at 1.0 before the loop
+        out.insert(0, Assign(((running,),), (ast.Constant(1.0),), line))
+    if stmt.orelse:  # runs when the loop was not left by a `break`
+        orelse: list[Any] = []
+        for inner in stmt.orelse:
+            if not _nested_statement(parsed, inner, orelse):
+                what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
+                raise parsed.error(f"srcgrad does not support {what} in a loop's `else` clause; "
+                                   "set a flag there and test it after the loop.", inner)
+        if jumps.broke:
+            else_line = parsed.file_line(stmt.orelse[0])
+            guard = ast.copy_location(ast.Name(running, ast.Load()), stmt.orelse[0])
+            out.append(Branch(guard, tuple(orelse), (), else_line or line))
+        else:
+            out.extend(orelse)
+    return out
 
 
-@dataclass(frozen=True)
-class _Broken:
-    """A `for` loop with a `break`: its flag's initial value, then the loop."""
+@dataclass
+class _Jumps:
+    """How one loop's `break` and `continue` statements are written as flags."""
 
-    start: Assign
-    loop: Loop
+    running: str  # set to 0.0 by `break`; the loop stops after an iteration that clears it
+    guard: str  # the flag that guards the statements after a possible jump
+    set_going: bool  # jumps clear the per-iteration flag (`going_<line>`)
+    broke: bool = False  # the body has a `break`
+    guarded: bool = False  # some statements are guarded by `guard`
 
 
-def _loop_block(parsed: ParsedFunction, statements: list[ast.stmt], flag: str,
-                breakable: bool) -> list[Any]:
-    """A loop body. `if c: continue` runs the rest of the body only when c does not hold;
-    `if c: break` (in a `for` loop) clears a flag that guards the rest of the iterations."""
+def _own_statements(statements: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements of a loop body, inside its `if` statements but not its nested loops
+    (whose `break` and `continue` are their own)."""
+    out: list[ast.stmt] = []
+    for stmt in statements:
+        out.append(stmt)
+        if isinstance(stmt, ast.If):
+            out += _own_statements(stmt.body) + _own_statements(stmt.orelse)
+    return out
+
+
+def _jumps_in(statements: list[ast.stmt]) -> bool:
+    return any(isinstance(s, (ast.Break, ast.Continue)) for s in _own_statements(statements))
+
+
+def _always_jumps(statements: list[ast.stmt]) -> bool:
+    """Whether every path through ``statements`` ends in `break` or `continue`."""
+    for stmt in statements:
+        if isinstance(stmt, (ast.Break, ast.Continue)):
+            return True
+        if isinstance(stmt, ast.If) and _always_jumps(stmt.body) and _always_jumps(stmt.orelse):
+            return True
+    return False
+
+
+def _jump_block(parsed: ParsedFunction, statements: list[ast.stmt], jumps: _Jumps
+                ) -> list[Any]:
+    """Statements of a loop body with `break` / `continue` written as flags (see
+    `_loop_statements`); the statements after a jump are the rest of the iteration, so they
+    move into the arm of the `if` that does not jump, or behind a guard."""
     body: list[Any] = []
     for position, inner in enumerate(statements):
-        if (isinstance(inner, ast.If) and len(inner.body) == 1 and not inner.orelse
-                and isinstance(inner.body[0], (ast.Continue, ast.Break))):
-            rest = tuple(_loop_block(parsed, statements[position + 1:], flag, breakable))
+        rest = statements[position + 1:]
+        line = parsed.file_line(inner)
+        if isinstance(inner, (ast.Break, ast.Continue)):
+            if isinstance(inner, ast.Break):
+                jumps.broke = True
+                body.append(Assign(((jumps.running,),), (ast.Constant(0.0),), line))
+            if jumps.set_going:
+                body.append(Assign(((jumps.guard,),), (ast.Constant(0.0),), line))
+            return body  # what follows a jump never runs
+        if isinstance(inner, ast.If) and _jumps_in([inner]):
             test = _check_expr(parsed, inner.test)
-            line = parsed.file_line(inner)
-            if isinstance(inner.body[0], ast.Continue):
-                body.append(Branch(test, (), rest, line))
-                return body
-            if not breakable:
-                raise parsed.error("`break` in a `while` loop is not supported yet; put the "
-                                   "condition in the `while` test.", inner.body[0])
-            stop = Assign(((flag,),), (ast.Constant(0.0),), line)
-            body.append(Branch(test, (stop,), rest, line))
-            guard = ast.copy_location(ast.Name(flag, ast.Load()), inner)
-            return [Branch(guard, tuple(body), (), line)]
+            if _always_jumps(inner.body):
+                then, orelse = inner.body, [*inner.orelse, *rest]
+                rest = []
+            elif _always_jumps(inner.orelse):
+                then, orelse = [*inner.body, *rest], inner.orelse
+                rest = []
+            else:
+                then, orelse = inner.body, inner.orelse
+            body.append(Branch(test, tuple(_jump_block(parsed, then, jumps)),
+                               tuple(_jump_block(parsed, orelse, jumps)), line))
+            remaining = _jump_block(parsed, rest, jumps)
+            if remaining:  # runs only if the `if` did not jump
+                jumps.guarded = True
+                guard = ast.copy_location(ast.Name(jumps.guard, ast.Load()), inner)
+                body.append(Branch(guard, tuple(remaining), (), parsed.file_line(rest[0])))
+            return body
+        returned = next((s for s in _own_statements([inner]) if isinstance(s, ast.Return)),
+                        None)
+        if returned is not None:
+            raise parsed.error("`return` inside a loop is not supported yet; assign the result "
+                               "to a variable that exists before the loop, `break`, and return "
+                               "it after the loop.", returned)
         if not _nested_statement(parsed, inner, body):
             what = _UNSUPPORTED_STATEMENTS.get(type(inner), (f"a `{type(inner).__name__}`",))[0]
             raise parsed.error(f"srcgrad does not support {what} inside a loop yet; a loop body "
                                "is assignments (`x = x + dt * f(x)`, `total += ...`), loops, "
-                               "`if` statements, and `if c: continue` or `if c: break`.", inner)
+                               "`if` statements, `break` and `continue`.", inner)
     return body
 
 
@@ -440,16 +532,6 @@ def _nested_statement(parsed: ParsedFunction, inner: ast.stmt, out: list[Any]) -
     elif not isinstance(inner, ast.Pass):
         return False
     return True
-
-
-def _loop_statements(parsed: ParsedFunction, stmt: ast.For | ast.While) -> list[Any]:
-    """A loop as statements: the loop, preceded by its `break` flag's start if it has one."""
-    made = _loop(parsed, stmt)
-    return [made.start, made.loop] if isinstance(made, _Broken) else [made]
-
-
-def _assigns(part: Any, name: str) -> bool:
-    return name in _assigned_names(part)
 
 
 def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
@@ -473,46 +555,70 @@ def _branch(parsed: ParsedFunction, stmt: ast.If) -> Branch:
                   parsed.file_line(stmt))
 
 
+@dataclass(frozen=True)
+class _Iteration:
+    """``for target in iterator`` as a loop over indices (see `_iteration`)."""
+
+    index: str  # the index's name: range's variable, enumerate's, or a made-up one
+    bounds: tuple[ast.expr, ...]  # range's arguments
+    prefix: tuple[Assign, ...]  # `v = xs[index]`, one per sequence, starting each iteration
+    sequences: tuple[ast.expr, ...]  # what is iterated over (none for range)
+    targets: tuple[tuple, ...]  # the names bound to each sequence's items
+
+
 def _iteration(parsed: ParsedFunction, target: ast.expr, iterator: ast.expr, where: ast.AST
-               ) -> tuple[str, tuple[ast.expr, ...], tuple[Assign, ...]]:
-    """``for target in iterator`` as a loop over indices: (index name, range's arguments,
-    assignments that start each iteration). ``range(...)`` is itself; ``xs`` (an array) is
-    ``range(len(xs))`` with ``v = xs[i]``; ``enumerate(xs)`` and ``zip(xs, ys)`` likewise."""
+               ) -> _Iteration:
+    """``for target in iterator`` as a loop over indices. ``range(...)`` is itself; ``xs``
+    (an array) is ``range(len(xs))`` with ``v = xs[i]``; ``enumerate(xs)`` and ``zip(xs, ys)``
+    likewise. A list or tuple (a structured parameter, or written out) is read the same way
+    here; lowering, which knows what ``xs`` holds, unrolls a loop over one."""
     line = parsed.file_line(where)
     call = iterator if isinstance(iterator, ast.Call) and isinstance(
         iterator.func, ast.Name) and not iterator.keywords else None
     kind = call.func.id if call is not None else None
 
-    def element(name_node: ast.expr, sequence: ast.expr, index: str) -> Assign:
-        if not isinstance(name_node, ast.Name):
-            raise parsed.error("Unpack one name per element here (`for i, v in "
-                               "enumerate(xs)`).", name_node)
-        item = ast.copy_location(ast.Subscript(_check_expr(parsed, sequence),
-                                               ast.Name(index, ast.Load()), ast.Load()),
-                                 sequence)
-        return Assign(((name_node.id,),), (item,), line)
+    def sequence(node: ast.expr) -> ast.expr:
+        if not isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List)):
+            raise parsed.error("srcgrad loops over a name (an array, or a list or tuple "
+                               "parameter), a list or tuple written out, `range(...)`, "
+                               "`enumerate(...)` or `zip(...)` of those; assign this "
+                               "sequence to a name first.", node)
+        return _check_expr(parsed, node)
 
-    def length(sequence: ast.expr) -> ast.expr:
-        return ast.copy_location(ast.Call(ast.Name("len", ast.Load()),
-                                          [_check_expr(parsed, sequence)], []), sequence)
+    def over(names: list[ast.expr], sequences: list[ast.expr], index: str) -> _Iteration:
+        checked = [sequence(s) for s in sequences]
+        targets = tuple(_target_names(parsed, t) for t in names)
+        prefix = tuple(
+            Assign((t,), (ast.copy_location(ast.Subscript(s, ast.Name(index, ast.Load()),
+                                                          ast.Load()), s),), line)
+            for t, s in zip(targets, checked, strict=True))
+        length = ast.copy_location(ast.Call(ast.Name("len", ast.Load()), [checked[0]], []),
+                                   checked[0])
+        return _Iteration(index, (length,), prefix, tuple(checked), targets)
 
     if kind == "range" and isinstance(target, ast.Name) and 1 <= len(call.args) <= 3:
-        return target.id, tuple(_check_expr(parsed, a) for a in call.args), ()
+        return _Iteration(target.id, tuple(_check_expr(parsed, a) for a in call.args), (),
+                          (), ())
     if kind == "enumerate" and len(call.args) == 1 and isinstance(target, ast.Tuple) and len(
             target.elts) == 2 and isinstance(target.elts[0], ast.Name):
-        index = target.elts[0].id
-        return index, (length(call.args[0]),), (element(target.elts[1], call.args[0], index),)
+        inner, items = call.args[0], target.elts[1]
+        if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
+                and inner.func.id == "zip" and not inner.keywords and isinstance(
+                    items, ast.Tuple) and len(items.elts) == len(inner.args) > 0):
+            return over(list(items.elts), list(inner.args), target.elts[0].id)  # of a zip
+        return over([items], [inner], target.elts[0].id)
     if kind == "zip" and call.args and isinstance(target, ast.Tuple) and len(
             target.elts) == len(call.args):
         index = f"_{'_'.join(_flatten(_target_names(parsed, target)))}_index"
-        return index, (length(call.args[0]),), tuple(
-            element(t, s, index) for t, s in zip(target.elts, call.args, strict=True))
-    if kind is None and isinstance(target, ast.Name) and isinstance(
-            iterator, (ast.Name, ast.Attribute, ast.Subscript)):
-        index = f"{target.id}_index"
-        return index, (length(iterator),), (element(target, iterator, index),)
+        return over(list(target.elts), list(call.args), index)
+    if kind is None and isinstance(target, (ast.Name, ast.Tuple, ast.List)):
+        names = _flatten(_target_names(parsed, target))
+        index = f"{names[0]}_index" if isinstance(target, ast.Name) else (
+            f"_{'_'.join(names)}_index")
+        return over([target], [iterator], index)
     raise parsed.error("srcgrad differentiates loops over `range(...)`, over an array "
-                       "(`for v in xs`), `enumerate(xs)` and `zip(xs, ys)`; zip loops over the "
+                       "(`for v in xs`), over a list or tuple of arrays (`for W, b in "
+                       "layers`), `enumerate(xs)` and `zip(xs, ys)`; zip loops over the "
                        "length of its first sequence.", where)
 
 
@@ -594,7 +700,7 @@ class _Sums(ast.NodeTransformer):
             raise self.parsed.error("srcgrad sums one `for` clause without `if` "
                                     "(`sum(f(v) for v in xs)`); write a loop for more.", node)
         generator = comprehension.generators[0]
-        index, bounds, prefix = _iteration(self.parsed, generator.target, generator.iter, node)
+        iteration = _iteration(self.parsed, generator.target, generator.iter, node)
         total = {"sum": "total", "max": "largest", "min": "smallest"}[kind]
         line = self.parsed.file_line(node)
         value = _check_expr(self.parsed, comprehension.elt)
@@ -603,7 +709,9 @@ class _Sums(ast.NodeTransformer):
         else:  # the builtin max/min of two values: srcgrad's maximum/minimum
             step = ast.Call(ast.Name(kind, ast.Load()), [ast.Name(total, ast.Load()), value], [])
         step = ast.copy_location(step, node)
-        loop = Loop(index, bounds, (*prefix, Assign(((total,),), (step,), line)), line)
+        loop = Loop(iteration.index, iteration.bounds,
+                    (*iteration.prefix, Assign(((total,),), (step,), line)), line,
+                    sequences=iteration.sequences, targets=iteration.targets)
         return SumLoop(loop, total, _REDUCTIONS[kind], node.lineno, node.col_offset)
 
 

@@ -81,7 +81,7 @@ def uses_if(a):
 
 
 def uses_for(a):
-    for scale in (1.0, 2.0):
+    for scale in sorted((1.0, 2.0)):
         a = a * scale
     return a
 
@@ -90,7 +90,7 @@ def branches_in_loop(a):
     for _ in range(3):
         while a > 1:
             a = a / 2
-            break
+            return a
     return a
 
 
@@ -176,7 +176,7 @@ def calls_decorated(a):
         (uses_del, "del b", ["`del` statement"]),
         (uses_if, "return -a", ["`return` inside an `if`", "assign the result to a name"]),
         (uses_for, "for scale in", ["loops over `range(...)`", "`enumerate(xs)`"]),
-        (branches_in_loop, "break", ["`break`", "inside a loop"]),
+        (branches_in_loop, "return a", ["`return` inside a loop", "`break`"]),
         (uses_floordiv, "a // 2", ["operator `//`"]),
         (returns_tuple, "return a, a", ["Return one number or array"]),
         (return_not_last, "return a", ["must be the last statement"]),

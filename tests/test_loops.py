@@ -668,32 +668,32 @@ def test_gradient_with_respect_to_the_bound_is_zero(x: Any):
 # -- errors ------------------------------------------------------------------------------------
 
 ERRORS = """\
-def with_while(x):
+def returns_inside(x, xs):
     while x < 3.0:
         x = x * 2.0
-    else:
-        x = x + 1.0
+        return x
     return x
 
 
-def with_if(x):
-    for i in range(3):
-        if x > 0:
-            x = x * 2.0
-            continue
+def forever(x, xs):
+    x = x * 2.0
+    while True:
+        x = x * 0.5
     return x
 
 
-def over_list(x):
-    for v in [1.0, 2.0]:
+def over_reversed(x, xs):
+    for v in reversed(xs):
         x = x * v
     return x
 
 
-def with_break(x):
+def else_breaks(x, xs):
     for i in range(3):
-        x = x * 2.0
-        break
+        for j in range(2):
+            x = x * 2.0
+        else:
+            break
     return x
 
 
@@ -705,17 +705,17 @@ def looped(x):
 
 
 @pytest.mark.parametrize("name, line, words", [
-    ("with_while", 5, "`else` clause"),
-    ("with_if", 13, "`continue`"),
-    ("over_list", 18, "range(...)"),
-    ("with_break", 26, "`break`"),
+    ("returns_inside", 4, "`return` inside a loop"),
+    ("forever", 10, "never ends"),
+    ("over_reversed", 16, "range(...)"),
+    ("else_breaks", 26, "`else` clause"),
 ])
 def test_unsupported_control_flow_names_file_and_line(
     name: str, line: int, words: str, module_dir: Path
 ):
     module = import_source(ERRORS, module_dir, "loop_errors")
     with pytest.raises(TransformError) as raised:
-        srcgrad.grad(getattr(module, name))(0.5)
+        srcgrad.grad(getattr(module, name), wrt="x")(0.5, np.ones(2))
     message = str(raised.value)
     assert f"{module.__file__}\", line {line}" in message, message
     assert words in message
