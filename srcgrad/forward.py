@@ -212,6 +212,7 @@ def _loop_tangent(graph: Graph, node: Node, args: tuple[Node, ...],
                         [*body.invariants, *invariant_params], [*outputs, *tangent_outputs],
                         body.lineno)
     new_body.condition = None if body.condition is None else inner.primal(body.condition)
+    new_body.exit = body.exit  # the `break` flag keeps its place among the carried values
     new_body.forward = LoopForward([inner.tangent_of], pattern, inner if full else None,
                                    adjoint_seeds)
     initial = [graph.const(0.0) if t is None else t

@@ -351,3 +351,48 @@ def test_hvp_of_arrays_through_a_loop(programs: Any, twins: Any):
     expected = autograd.jacobian(along)(0.0)
     np.testing.assert_allclose(np.concatenate([hx, hw]), expected, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(np.concatenate(list(grads)), along(0.0), rtol=1e-12)
+
+
+BREAKING = '''
+def settle(x, a):
+    for i in range(50):
+        x = x * a + 0.1
+        if x > 2:
+            x = x * 0.5
+            break
+    return x
+
+
+def until(x, a):
+    while True:
+        x = x * a + 0.1
+        if x > 2:
+            break
+    return x
+'''
+
+
+@pytest.mark.parametrize("name", ["settle", "until"])
+def test_forward_modes_stop_where_a_break_stops_the_loop(name, module_dir: Path):
+    """A `break` in the middle of a body (a flag among the carried values) must end the
+    tangent loop too: jvp against grad . v and central differences, the Hessian against
+    central differences of the gradient."""
+    f = getattr(import_source(BREAKING, module_dir, "fr_breaking"), name)
+    args, v = (0.5, 1.3), (0.3, -0.7)
+    value, tangent = srcgrad.jvp(f)(args, v)
+    _, grads = srcgrad.grad(f)(*args)
+    assert value == pytest.approx(f(*args), rel=1e-12)
+    assert tangent == pytest.approx(sum(g * d for g, d in zip(grads, v, strict=True)), rel=1e-12)
+    moved = [f(*(a + s * H * d for a, d in zip(args, v, strict=True))) for s in (1, -1)]
+    assert tangent == pytest.approx((moved[0] - moved[1]) / (2 * H), rel=1e-6)
+    _, _, hessian = srcgrad.hessian(f)(*args)
+    gradient = srcgrad.grad(f)
+    for j in range(2):
+        up = list(args)
+        down = list(args)
+        up[j] += H
+        down[j] -= H
+        column = [(p - m) / (2 * H) for p, m in zip(gradient(*up)[1], gradient(*down)[1],
+                                                    strict=True)]
+        for i in range(2):
+            assert hessian[i][j] == pytest.approx(column[i], rel=1e-5, abs=1e-6), (i, j)
