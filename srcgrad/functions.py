@@ -132,11 +132,11 @@ def _square_array(x: Any, np: Any = np) -> Any:
 
 
 def _softplus_float(x: float) -> float:
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    return max(x, 0.0) + math.log1p(math.exp(-math.fabs(x)))
 
 
 def _cbrt_float(x: float) -> float:
-    return math.copysign(abs(x) ** (1.0 / 3.0), x)
+    return math.copysign(math.fabs(x) ** (1.0 / 3.0), x)
 
 
 def _erf_array(x: Any) -> Any:

@@ -41,7 +41,7 @@ from .lower import Lowered
 
 SCALAR, ELEMENTS, TOTAL = "S", "E", "R"
 PARALLEL_FROM = 20_000  # elements from which the loop runs on every core (thread start-up cost)
-_SHAPE_ONLY = {"sum_to": 1, "sum_product": 2, "reduce_to": 1}  # first shape-only argument
+_SHAPE_ONLY = {"sum_to": 1, "sum_product": 2}  # the first argument that only gives a shape
 _ELEMENTWISE_OPS = frozenset(
     name for name, primitive in rules.PRIMITIVES.items()
     if primitive.elementwise and primitive.scalar and primitive.scalar != "<attrs>"
@@ -63,7 +63,10 @@ def generate(lowered: Lowered, derivation: Derivation, scalars: list[str],
     """The fused function for calls with ``scalars`` as Python numbers and the other parameters
     as arrays of one shape; other calls go to ``numpy_backend``'s function."""
     emitter = _FusedEmitter(lowered, derivation, scalars)
-    text, factory, bindings = emitter.module_text()
+    made = emitter.module_text()
+    if made is None:  # every result is a parameter or a constant: there is no loop to run
+        return numpy_backend
+    text, factory, bindings = made
     bindings[emitter.fallback_name] = numpy_backend.function
     parsed = lowered.parsed
     filename = f"<srcgrad numba: {parsed.name} from {parsed.filename}:{parsed.lineno}>"
@@ -86,6 +89,8 @@ class _Kinds:
         self.parsed = lowered.parsed
         self.kind: dict[int, str] = {}
         self.stage: dict[int, int] = {}
+        # Sums of a number broadcast over the elements: n times the number.
+        self.scaled: set[int] = set()
         for node in lowered.graph.reachable(roots):
             self.kind[node.id], self.stage[node.id] = self._classify(node, scalars, lowered)
 
@@ -94,23 +99,32 @@ class _Kinds:
             return SCALAR, 0
         if node.op == PARAM:
             if node.value in lowered.trees:
-                raise self._refuse(node, f"`{node.value}` is a tuple, list or dict; the fused "
-                                   "backend takes numbers and arrays")
+                raise self._refuse(node, f"a tuple, list or dict parameter (`{node.value}`); the "
+                                   "loop takes numbers and arrays")
             return (SCALAR if node.value in scalars else ELEMENTS), 0
         if node.op in (GLOBAL, BOUND):
+            value = (lowered.parsed.fn.__globals__.get(node.value) if node.op == GLOBAL
+                     else lowered.bound.get(node.hint))
+            if type(value) not in runtime.SCALARS:
+                name = node.value if node.op == GLOBAL else node.hint
+                raise self._refuse(node, f"`{name}`, a {type(value).__name__} from outside the "
+                                   "function (only numbers are passed to the loop; pass arrays "
+                                   "as parameters)")
             return SCALAR, 0  # passed to the kernel as a number at each call
         args = node.args
         kinds = [self.kind[a.id] for a in args]
         stage = max((self.stage[a.id] for a in args), default=0)
         if node.op in ("alias", "expand_to"):
             return kinds[0], stage  # the same value at every element
-        if node.op in ("sum_to", "reduce_to", "sum_product"):
+        if node.op in ("sum_to", "sum_product"):  # (data..., target shape, from shape)
             data = _SHAPE_ONLY[node.op]
             data_kind = ELEMENTS if ELEMENTS in kinds[:data] else SCALAR
-            target = kinds[data] if node.op != "reduce_to" else SCALAR
+            target, spread = kinds[data], kinds[data + 1]
             stage = max(self.stage[a.id] for a in args[:data])
             if data_kind == ELEMENTS and target != ELEMENTS:
                 return TOTAL, stage + 1  # the adjoint of a broadcast: a total
+            if spread == ELEMENTS and target != ELEMENTS:
+                self.scaled.add(node.id)  # a number at every element: n times it
             return data_kind, stage
         if node.op in _TOTALS or node.op in ("sum_backward", "mean_backward"):
             axis, keepdims = args[-2], args[-1]
@@ -159,8 +173,8 @@ class _KernelPath(codegen._Path):
 
     def resolve(self, node: Node) -> Node:
         while node.op in ("alias", "expand_to", "sum_backward") or (
-                node.op in ("sum_to", "reduce_to", "sum_product")
-                and self.kinds.kind.get(node.id) != TOTAL and node.op != "sum_product"):
+                node.op == "sum_to" and self.kinds.kind.get(node.id) != TOTAL
+                and node.id not in self.kinds.scaled):
             node = node.args[0]
         return node
 
@@ -180,14 +194,24 @@ class _KernelPath(codegen._Path):
         if node.op == "clip":  # Numba's np.clip takes arrays only
             clip = ast.Attribute(ast.Name(self.helpers["sg"], ast.Load()), "clip", ast.Load())
             return ast.Call(clip, [self.expr(a) for a in self.args_of(node)], [])
+        if node.op == "abs":  # the bare name `abs` may be the user's module's own
+            fabs = ast.Attribute(ast.Name(self.helpers["math"], ast.Load()), "fabs", ast.Load())
+            return ast.Call(fabs, [self.expr(node.args[0])], [])
         if node.op == "mean_backward":
             return ast.BinOp(self.expr(node.args[0]), ast.Div(), ast.Name(self.count, ast.Load()))
+        if node.id in self.kinds.scaled:  # a number summed over the n elements
+            return ast.BinOp(ast.Name(self.count, ast.Load()), ast.Mult(),
+                             self._product(node))
         if self.kinds.kind.get(node.id) == TOTAL:  # what one element adds to the total
-            if node.op == "sum_product":
-                left, right = (self.expr(self.resolve(a)) for a in node.args[:2])
-                return ast.BinOp(left, ast.Mult(), right)
-            return self.expr(node.args[0])
+            return self._product(node)
         return super().compute(node)
+
+    def _product(self, node: Node) -> ast.expr:
+        """The summand of a `sum_to` (its argument) or a `sum_product` (the product)."""
+        if node.op == "sum_product":
+            left, right = (self.expr(self.resolve(a)) for a in node.args[:2])
+            return ast.BinOp(left, ast.Mult(), right)
+        return self.expr(node.args[0])
 
     def args_of(self, node: Node) -> tuple[Node, ...]:
         if node.op in _SHAPE_ONLY:
@@ -209,7 +233,7 @@ class _FusedEmitter(codegen._Emitter):
         self.roots = [lowered.output, *derivation.roots()]
         self.kinds = _Kinds(lowered, self.roots, scalars)
 
-    def module_text(self) -> tuple[str, str, dict[str, Any]]:
+    def module_text(self) -> tuple[str, str, dict[str, Any]] | None:
         from . import fused_scalars  # imports numba
 
         parsed = self.parsed
@@ -230,10 +254,12 @@ class _FusedEmitter(codegen._Emitter):
         kernel = codegen._fresh(f"{parsed.name}_loop", self.reserved | set(bindings))
         self.reserved.add(kernel)
         kernel_lines, kernel_params, outputs = self._kernel(kernel)
+        if not outputs:
+            return None
         arrays = ", ".join(self.arrays)
         first = self.arrays[0]
         condition = " and ".join(
-            [f"type({p}) in {h['SCALARS']}" for p in self.scalars]
+            [f"type({p}) in {h['SCALARS']}" for p in self.scalars + self.live]
             + [f"{h['sg']}.fusable({arrays})"])
         flat = ", ".join(f"{p}.ravel()" if p in self.arrays else p for p in kernel_params)
         out = [
@@ -314,8 +340,8 @@ class _FusedEmitter(codegen._Emitter):
             outputs.append(name)
         self.path = path
         self.out_arrays = out_arrays
-        live = sorted(n.value for n in self.lowered.graph.nodes
-                      if n.op == GLOBAL and n.id in kinds.kind)
+        self.live = live = sorted(n.value for n in self.lowered.graph.nodes
+                                  if n.op == GLOBAL and n.id in kinds.kind)
         bound = sorted(n.hint for n in self.lowered.graph.nodes
                        if n.op == BOUND and n.id in kinds.kind)
         params = [p.name for p in self.parsed.params] + live + bound

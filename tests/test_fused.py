@@ -169,8 +169,7 @@ INDIRECT = {"step": "relu", "tie_weight": "maximum", "where_mask": "where",
             "clip_inside": "clip", "clip_below": "clip", "clip_above": "clip"}
 # Their compiled float helpers call `abs`, which `srcgrad.functions` shadows with its own
 # (untyped for Numba) `abs`: tested on their own below, as known failures.
-BROKEN = {"cbrt", "softplus"}
-FUSED_PRIMITIVES = [name for name in SPELLINGS if name not in BROKEN]
+FUSED_PRIMITIVES = list(SPELLINGS)
 
 
 def registry_elementwise() -> list[str]:
@@ -270,25 +269,6 @@ def test_primitives_at_their_kinks_match_numpy_backend(primitives: Any) -> None:
         assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, raises=numba.core.errors.TypingError, reason=(
-    "fused_scalars compiles functions._cbrt_float and _softplus_float, which call `abs`; in "
-    "srcgrad.functions `abs` is srcgrad's own Python function (it shadows the builtin), which "
-    "Numba cannot type: np.cbrt / srcgrad.functions.softplus fail in the fused loop"))
-@pytest.mark.parametrize("name", sorted(BROKEN))
-def test_primitives_whose_float_helper_numba_cannot_compile(name: str, module_dir: Path
-                                                            ) -> None:
-    module = primitives_module(module_dir, [name])
-    fused_f, numpy_f = pair(module.f)
-    args = signature_args("mixed")
-    result = fused_f(*args)
-    assert_same(result, numpy_f(*args), name)
-    assert_matches_finite_differences(module.f, args, result[1], name)
-
-
-@pytest.mark.xfail(strict=True, raises=numba.core.errors.TypingError, reason=(
-    "the kernel is compiled in the user's module globals and abs's float template is the bare "
-    "name `abs`: after `from srcgrad.functions import abs` it is srcgrad's Python function, "
-    "which Numba cannot type (the NumPy backend's float path just calls it)"))
 def test_abs_shadowed_by_the_module(module_dir: Path) -> None:
     module = load(
         """
@@ -360,10 +340,6 @@ NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
 def check_generated(program: Any, inputs: Any, module_dir: Path, counter: str) -> None:
-    # Known bugs, xfailed on their own: the functions of BROKEN fail to compile, and so does
-    # `abs` where the module imports srcgrad.functions' abs (test_abs_shadowed_by_the_module).
-    assume(not any(name in program.source for name in BROKEN))
-    assume("abs" not in program.imports)
     assume(all(program.guards_ok(p) for p in program.points(inputs)))
     plain, _ = program.load(module_dir)
     args = inputs.args(program.params)
@@ -410,10 +386,6 @@ def test_generated_all_array_programs_match_sympy(data: st.DataObject, module_di
     check_generated(program, inputs, module_dir, "fused-arrays")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a number parameter whose adjoint is the same at every element (`np.sum(x + a)`) gets "
-    "that adjoint once instead of summed over the elements (see "
-    "test_number_gradient_is_summed_over_the_elements)"))
 @settings(max_examples=GENERATED, deadline=None, phases=NO_SHRINK)
 @given(data=st.data())
 def test_generated_mixed_programs_match_sympy(data: st.DataObject, module_dir: Path) -> None:
@@ -432,10 +404,6 @@ def test_generated_programs_mostly_ran() -> None:
     assert ran >= GENERATED - 2 and skipped <= ran // 3, (ran, skipped)
 
 
-@pytest.mark.xfail(strict=True, raises=SyntaxError, reason=(
-    "when every result is a constant (the value does not depend on the arguments, and no "
-    "gradient is non-zero), the kernel returns nothing and the wrapper line is emitted as "
-    "` = numba_loop(x.ravel())`: IndentationError while compiling the generated code"))
 def test_constant_value(module_dir: Path) -> None:
     module = load(
         """
@@ -672,10 +640,6 @@ def test_fallback_of_a_weighted_square(module_dir: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the adjoint of a number broadcast over the elements is sum_to(adjoint, a, n); when that "
-    "adjoint does not depend on the element (np.sum(x + a): 1.0), the fused kernel emits it "
-    "as a scalar (`d_a = 1.0`-like) and never multiplies by the element count: d/da = 1, not 6"))
 def test_number_gradient_is_summed_over_the_elements(module_dir: Path) -> None:
     module = load(
         """
@@ -808,11 +772,6 @@ def weighted(w):
 """
 
 
-@pytest.mark.xfail(strict=True, raises=numba.core.errors.TypingError, reason=(
-    "module globals are classified as numbers and passed to the kernel as such; a global "
-    "NumPy array reaches Numba as an array inside a per-element expression and the call "
-    "fails with a Numba TypingError (neither a TransformError naming the line nor the NumPy "
-    "backend's result)"))
 def test_a_global_array_is_refused_or_falls_back(module_dir: Path) -> None:
     module = load(GLOBAL_ARRAY_SOURCE, module_dir)
     w = np.linspace(0.0, 1.0, 4)
