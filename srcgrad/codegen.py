@@ -102,18 +102,26 @@ def generate(lowered: Lowered, derivation: Derivation,
     """
     emitter = _Emitter(lowered, derivation, mixed)
     text, factory_name, bindings = emitter.module_text()
+    function, filename = compile_generated(lowered, text, factory_name, bindings, "srcgrad")
+    return Generated(function, text, filename, list(derivation.extra_params))
+
+
+def compile_generated(lowered: Lowered, text: str, factory: str, bindings: dict[str, Any],
+                      label: str) -> tuple[Callable[..., Any], str]:
+    """Compile generated module ``text`` and call its ``factory`` with ``bindings``: the
+    function, with the user's defaults and module, and the name tracebacks show for it."""
     parsed = lowered.parsed
-    filename = f"<srcgrad: {parsed.name} from {parsed.filename}:{parsed.lineno}>"
+    filename = f"<{label}: {parsed.name} from {parsed.filename}:{parsed.lineno}>"
     lines = text.splitlines(keepends=True)
     linecache.cache[filename] = (len(text), None, lines, filename)
     namespace: dict[str, Any] = {}
     code = compile(text, filename, "exec")
     exec(code, parsed.fn.__globals__, namespace)  # globals stay the module's: read live
-    function = namespace[factory_name](**bindings)
+    function = namespace[factory](**bindings)
     function.__defaults__ = getattr(parsed.fn, "__defaults__", None)
     function.__kwdefaults__ = getattr(parsed.fn, "__kwdefaults__", None)
     function.__module__ = getattr(parsed.fn, "__module__", None)
-    return Generated(function, text, filename, list(derivation.extra_params))
+    return function, filename
 
 
 @cache

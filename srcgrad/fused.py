@@ -71,17 +71,8 @@ def generate(lowered: Lowered, derivation: Derivation, scalars: list[str],
         return numpy_backend
     text, factory, bindings = made
     bindings[emitter.fallback_name] = numpy_backend.function
-    parsed = lowered.parsed
-    filename = f"<srcgrad numba: {parsed.name} from {parsed.filename}:{parsed.lineno}>"
-    import linecache
-
-    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
-    namespace: dict[str, Any] = {}
-    exec(compile(text, filename, "exec"), parsed.fn.__globals__, namespace)
-    function = namespace[factory](**bindings)
-    function.__defaults__ = getattr(parsed.fn, "__defaults__", None)
-    function.__kwdefaults__ = getattr(parsed.fn, "__kwdefaults__", None)
-    function.__module__ = getattr(parsed.fn, "__module__", None)
+    function, filename = codegen.compile_generated(lowered, text, factory, bindings,
+                                                   "srcgrad numba")
     return Generated(function, text, filename)
 
 
