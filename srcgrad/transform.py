@@ -223,6 +223,7 @@ class GradFunction:
             bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
         except TypeError:
             return {}  # the generated function raises Python's own message for this call
+        bound.apply_defaults()  # a default float is a float parameter too
         return {name: SCALAR if type(value) in (float, int) else lower.structure_of(value)
                 for name, value in bound.arguments.items()}
 
