@@ -190,6 +190,9 @@ class _Emitter:
                 self.containers[id(section.container)] = name
                 self.helpers[name] = name
                 taken.add(name)
+        # The generated function's own name, for the array path's retry with NumPy floats.
+        self.again = _fresh(f"{self.parsed.name}_again", taken | hints)
+        taken.add(self.again)
         self.reserved = taken  # names no statement may take
         # Node id -> the node it restates (forward mode through a region: see Derivation).
         self.restated_from = {new.id: old for old, new in derivation.restated.items()}
@@ -241,20 +244,26 @@ class _Emitter:
         if self.mixed is not None:
             scalars, derivation = self.mixed
             arrays = [p for p in self.param_names if p not in scalars]
-            body, in_place = self._body(scalar=False, indent=" " * 12, derivation=derivation,
+            body, in_place = self._body(scalar=False, indent=" " * 16, derivation=derivation,
                                         in_place=_InPlace(scalars, arrays, self.lowered),
                                         arrays=arrays)
             condition = " and ".join(f"type({p}) in {self.helpers['SCALARS']}" for p in scalars)
             if in_place:  # buffers are reused only when every array is float64 (see _InPlace)
                 condition += f" and {self.helpers['sg']}.float64_arrays({', '.join(arrays)})"
             out.append(f"        if {condition}:")
-            out.append(f"            # Scalar {', '.join(scalars)}, array data: factors made of "
-                       "scalars are applied after the sums.")
+            out.append("            try:")
+            out.append(f"                # Scalar {', '.join(scalars)}, array data: factors made "
+                       "of scalars are applied after the sums.")
             if in_place:
-                out.append("            # Float64 data: a temporary's memory is reused (out=) "
+                out.append("                # Float64 data: a temporary's memory is reused (out=) "
                            "once it is not needed.")
-            out += self._array_arguments(" " * 12, skip=set(scalars))
+            out += self._array_arguments(" " * 16, skip=set(scalars))
             out += body
+            out.append("            except ArithmeticError:")
+            out.append("                # A Python float divided by zero: redo as NumPy scalars "
+                       "(inf/nan)")
+            for param in scalars:
+                out.append(f"                {param} = {self.helpers['np']}.float64({param})")
         known = self._static_shapes()
         if known is not None:
             shapes = tuple(self.shapes[p] for p in self.param_names)
@@ -264,11 +273,30 @@ class _Emitter:
                        "resolved in advance.")
             out += self._body(scalar=False, indent=" " * 12, static=known)[0]
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
-        out += self._array_arguments(" " * 8)
-        out += self._body(scalar=False, indent=" " * 8, arrays=self.param_names)[0]
+        out.append("        try:")
+        out += self._array_arguments(" " * 12)
+        out += self._body(scalar=False, indent=" " * 12, arrays=self.param_names)[0]
+        out += self._retry()
         out.append("")
+        out.append(f"    {self.again} = {parsed.name}")
         out.append(f"    return {parsed.name}")
         return "\n".join(out) + "\n", factory, bindings
+
+    def _retry(self) -> list[str]:
+        """The array path's ``except``: Python arithmetic on a float parameter raised (division
+        by zero, overflow); the call is redone with the Python floats made NumPy floats, which
+        give inf and nan as NumPy does (kept otherwise: a Python float keeps float32 arrays
+        float32)."""
+        sg = self.helpers["sg"]
+        names = ", ".join(self.param_names)
+        positional = [p.name for p in self.parsed.params if p.kind == "positional"]
+        call = [f"{sg}.numpy_float({p})" for p in positional] + [
+            f"{p}={sg}.numpy_float({p})" for p in self.param_names if p not in positional]
+        return ["        except ArithmeticError:",
+                "            # A Python float divided by zero: redo with NumPy floats (inf/nan)",
+                f"            if not {sg}.any_float({names}):",
+                "                raise",
+                f"            return {self.again}({', '.join(call)})"]
 
     def _static_shapes(self) -> dict[int, static.Static] | None:
         """Every node's `static.Static`, given the first call's shapes, or None: no path
@@ -592,6 +620,7 @@ class _InPlace:
                        and position not in _SHAPE_ARGS.get(node.op, ())}  # shapes only
         self.buffers: dict[int, str] = {}  # node id -> the buffer its value was written into
         self._exact: dict[int, bool] = {}
+        self._array: dict[int, bool] = {}
         return self
 
     def float64(self, path: _Path, node: Node) -> bool:
@@ -612,6 +641,17 @@ class _InPlace:
             self._exact[node.id] = known
         return known
 
+    def array(self, path: _Path, node: Node) -> bool:
+        """Whether ``node`` is surely an array: an array parameter, or elementwise of one. (Not
+        through ``sum_to`` and the like: ``sum_to(1.0, ...)`` may stay the number 1.0.)"""
+        known = self._array.get(node.id)
+        if known is None:
+            known = node.value in self.arrays if node.op == PARAM else (
+                node.op in _UFUNCS and not node.attrs
+                and any(self.array(path, a) for a in path.args_of(node)))
+            self._array[node.id] = known
+        return known
+
     def rewrite(self, path: _Path, node: Node, args: list[ast.expr]) -> ast.expr | None:
         """``np.<ufunc>(*args, out=<dying temporary>)``, or None to compute as usual."""
         ufunc = _UFUNCS.get(node.op)
@@ -625,7 +665,7 @@ class _InPlace:
             if buffer is None and name is not None and (
                     name in self.dying.get(statement, ()) and self.reads[statement][name] == 1
                     and arg.op in _UFUNCS and arg.id not in self.viewed
-                    and self.shapes.of(arg) & self.array_ids):
+                    and self.shapes.of(arg) & self.array_ids and self.array(path, arg)):
                 buffer = name
             if buffer is None:
                 continue

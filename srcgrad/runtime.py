@@ -26,7 +26,8 @@ from .functions import *  # noqa: F403 - generated code reaches every function a
 from .functions import __all__ as _functions
 
 __all__ = [*_functions, *_backward, "SCALARS", "NumpyNames", "as_array", "fits", "fusable",
-           "float64_arrays", "grad_like", "namespace", "reduce_to", "shaped_as", "sign", "step",
+           "any_float", "float64_arrays", "grad_like", "namespace", "numpy_float", "reduce_to",
+           "shaped_as", "sign", "step",
            "sum_product", "sum_squares", "sum_to", "tie_weight"]
 
 SCALARS = (float, int)  # argument types that take the float fast path
@@ -285,6 +286,17 @@ def float64_arrays(*arrays: Any) -> bool:
         if type(a) is not np.ndarray or a.dtype != np.float64 or a.ndim == 0:
             return False
     return True
+
+
+def any_float(*values: Any) -> bool:
+    """Whether any of ``values`` is a Python float (see `numpy_float`)."""
+    return any(type(value) is float for value in values)
+
+
+def numpy_float(value: Any) -> Any:
+    """A Python float as a NumPy float64, which divides by zero to inf or nan rather than
+    raising; anything else as it is."""
+    return np.float64(value) if type(value) is float else value
 
 
 _FLOAT64 = np.dtype(np.float64)
