@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import rules, runtime
+from . import rules, runtime, static
 from .graph import BOUND, CONST, GLOBAL, PARAM, Node
 from .lower import Lowered, Tree
 
@@ -93,14 +93,19 @@ class Generated:
 
 
 def generate(lowered: Lowered, derivation: Derivation,
-             mixed: tuple[list[str], Derivation] | None = None) -> Generated:
+             mixed: tuple[list[str], Derivation] | None = None,
+             shapes: dict[str, Any] | None = None) -> Generated:
     """Emit, compile and return the function that computes ``lowered``'s value and what
     ``derivation`` describes (gradients, tangents, Hessian blocks).
 
     ``mixed`` adds a path for calls whose named parameters are Python floats while the others
     are arrays (a fit: scalar parameters, array data), with derivatives built knowing that.
+
+    ``shapes`` (parameter name -> the first call's shape, a tuple of them for a structured
+    parameter), given when every argument was a float64 array, adds a path for calls shaped
+    the same, on which broadcasting is resolved here (see `srcgrad.static`).
     """
-    emitter = _Emitter(lowered, derivation, mixed)
+    emitter = _Emitter(lowered, derivation, mixed, shapes)
     text, factory_name, bindings = emitter.module_text()
     function, filename = compile_generated(lowered, text, factory_name, bindings, "srcgrad")
     return Generated(function, text, filename, list(derivation.extra_params))
@@ -169,8 +174,10 @@ def _float_literal(value: Any) -> ast.expr:
 
 class _Emitter:
     def __init__(self, lowered: Lowered, derivation: Derivation,
-                 mixed: tuple[list[str], Derivation] | None = None) -> None:
+                 mixed: tuple[list[str], Derivation] | None = None,
+                 shapes: dict[str, Any] | None = None) -> None:
         self.mixed = mixed
+        self.shapes = shapes
         self.lowered = lowered
         self.parsed = lowered.parsed
         self.derivation = derivation
@@ -191,6 +198,9 @@ class _Emitter:
                 self.containers[id(section.container)] = name
                 self.helpers[name] = name
                 taken.add(name)
+        # The generated function's own name, for the array path's retry with NumPy floats.
+        self.again = _fresh(f"{self.parsed.name}_again", taken | hints)
+        taken.add(self.again)
         self.reserved = taken  # names no statement may take
         # Node id -> the node it restates (forward mode through a region: see Derivation).
         self.restated_from = {new.id: old for old, new in derivation.restated.items()}
@@ -242,26 +252,81 @@ class _Emitter:
         if self.mixed is not None:
             scalars, derivation = self.mixed
             arrays = [p for p in self.param_names if p not in scalars]
-            body, in_place = self._body(scalar=False, indent=" " * 12, derivation=derivation,
+            body, in_place = self._body(scalar=False, indent=" " * 16, derivation=derivation,
                                         in_place=_InPlace(scalars, arrays, self.lowered),
                                         arrays=arrays)
             condition = " and ".join(f"type({p}) in {self.helpers['SCALARS']}" for p in scalars)
             if in_place:  # buffers are reused only when every array is float64 (see _InPlace)
                 condition += f" and {self.helpers['sg']}.float64_arrays({', '.join(arrays)})"
             out.append(f"        if {condition}:")
-            out.append(f"            # Scalar {', '.join(scalars)}, array data: factors made of "
-                       "scalars are applied after the sums.")
+            out.append("            try:")
+            out.append(f"                # Scalar {', '.join(scalars)}, array data: factors made "
+                       "of scalars are applied after the sums.")
             if in_place:
-                out.append("            # Float64 data: a temporary's memory is reused (out=) "
+                out.append("                # Float64 data: a temporary's memory is reused (out=) "
                            "once it is not needed.")
-            out += self._array_arguments(" " * 12, skip=set(scalars))
+            out += self._array_arguments(" " * 16, skip=set(scalars))
             out += body
+            out.append("            except ArithmeticError:")
+            out.append("                # A Python float divided by zero: redo as NumPy scalars "
+                       "(inf/nan)")
+            for param in scalars:
+                out.append(f"                {param} = {self.helpers['np']}.float64({param})")
+        known = self._static_shapes()
+        if known is not None:
+            shapes = tuple(self.shapes[p] for p in self.param_names)
+            out.append(f"        if {self.helpers['sg']}.shaped_as({shapes!r}, "
+                       f"{', '.join(self.param_names)}):")
+            out.append("            # Float64 arrays shaped as at the first call: broadcasting "
+                       "resolved in advance.")
+            out += self._body(scalar=False, indent=" " * 12, static=known)[0]
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
-        out += self._array_arguments(" " * 8)
-        out += self._body(scalar=False, indent=" " * 8, arrays=self.param_names)[0]
+        out.append("        try:")
+        out += self._array_arguments(" " * 12)
+        out += self._body(scalar=False, indent=" " * 12, arrays=self.param_names)[0]
+        out += self._retry()
         out.append("")
+        out.append(f"    {self.again} = {parsed.name}")
         out.append(f"    return {parsed.name}")
         return "\n".join(out) + "\n", factory, bindings
+
+    def _retry(self) -> list[str]:
+        """The array path's ``except``: Python arithmetic on a float parameter raised (division
+        by zero, overflow); the call is redone with the Python floats made NumPy floats, which
+        give inf and nan as NumPy does (kept otherwise: a Python float keeps float32 arrays
+        float32)."""
+        sg = self.helpers["sg"]
+        names = ", ".join(self.param_names)
+        positional = [p.name for p in self.parsed.params if p.kind == "positional"]
+        call = [f"{sg}.numpy_float({p})" for p in positional] + [
+            f"{p}={sg}.numpy_float({p})" for p in self.param_names if p not in positional]
+        return ["        except ArithmeticError:",
+                "            # A Python float divided by zero: redo with NumPy floats (inf/nan)",
+                f"            if not {sg}.any_float({names}):",
+                "                raise",
+                f"            return {self.again}({', '.join(call)})"]
+
+    def _static_shapes(self) -> dict[int, static.Static] | None:
+        """Every node's `static.Static`, given the first call's shapes, or None: no path
+        specialised to them (not all arrays, or loops and branches, which it does not cover)."""
+        if self.shapes is None or set(self.shapes) != set(self.param_names) or any(
+                n.op in _REGIONS for n in self.lowered.graph.nodes):
+            return None
+        leaves: dict[int, tuple[int, ...]] = {}
+
+        def flat(shape: Any, tree: Any) -> None:
+            for child_shape, child in zip(shape, tree.children, strict=True):
+                if isinstance(child, Node):
+                    leaves[child.id] = child_shape
+                else:
+                    flat(child_shape, child)
+
+        for name in self.param_names:
+            if name in self.trees:
+                flat(self.shapes[name], self.trees[name])
+            else:
+                leaves[self.lowered.params[name].id] = self.shapes[name]
+        return static.infer(self.lowered.graph.nodes, leaves)
 
     def _namespace_lines(self, indent: str, arrays: Sequence[str]) -> list[str]:
         """``xp = sg.namespace(x, y)``: what an array path calls NumPy's functions on.
@@ -347,14 +412,14 @@ class _Emitter:
 
     # -- one path ----------------------------------------------------------------------------------
     def _body(self, *, scalar: bool, indent: str, derivation: Derivation | None = None,
-              in_place: _InPlace | None = None, arrays: Sequence[str] = ()
-              ) -> tuple[list[str], bool]:
+              in_place: _InPlace | None = None, arrays: Sequence[str] = (),
+              static: dict[int, static.Static] | None = None) -> tuple[list[str], bool]:
         """The lines of one path, and whether any of them writes into a dying temporary.
 
         An array path that calls a NumPy function starts by binding the namespace of
         ``arrays``; one that is operators and ``sg.`` helpers only does without.
         """
-        path = _Path(self, scalar, derivation or self.derivation)
+        path = _Path(self, scalar, derivation or self.derivation, static=static)
         pairs = path.emit()
         statements = [stmt for _, stmt in pairs]
         result = ast.Return(path.result())
@@ -563,6 +628,7 @@ class _InPlace:
                        and position not in _SHAPE_ARGS.get(node.op, ())}  # shapes only
         self.buffers: dict[int, str] = {}  # node id -> the buffer its value was written into
         self._exact: dict[int, bool] = {}
+        self._array: dict[int, bool] = {}
         return self
 
     def float64(self, path: _Path, node: Node) -> bool:
@@ -583,6 +649,17 @@ class _InPlace:
             self._exact[node.id] = known
         return known
 
+    def array(self, path: _Path, node: Node) -> bool:
+        """Whether ``node`` is surely an array: an array parameter, or elementwise of one. (Not
+        through ``sum_to`` and the like: ``sum_to(1.0, ...)`` may stay the number 1.0.)"""
+        known = self._array.get(node.id)
+        if known is None:
+            known = node.value in self.arrays if node.op == PARAM else (
+                node.op in _UFUNCS and not node.attrs
+                and any(self.array(path, a) for a in path.args_of(node)))
+            self._array[node.id] = known
+        return known
+
     def rewrite(self, path: _Path, node: Node, args: list[ast.expr]) -> ast.expr | None:
         """``np.<ufunc>(*args, out=<dying temporary>)``, or None to compute as usual."""
         ufunc = _UFUNCS.get(node.op)
@@ -596,7 +673,7 @@ class _InPlace:
             if buffer is None and name is not None and (
                     name in self.dying.get(statement, ()) and self.reads[statement][name] == 1
                     and arg.op in _UFUNCS and arg.id not in self.viewed
-                    and self.shapes.of(arg) & self.array_ids):
+                    and self.shapes.of(arg) & self.array_ids and self.array(path, arg)):
                 buffer = name
             if buffer is None:
                 continue
@@ -635,8 +712,13 @@ class _LoopScope:
 class _Path:
     """The statements of one path (float or array) over the shared graph."""
 
+    static: dict[int, static.Static] | None = None
+
     def __init__(self, emitter: _Emitter, scalar: bool, derivation: Derivation, *,
-                 body: _LoopScope | None = None) -> None:
+                 body: _LoopScope | None = None,
+                 static: dict[int, static.Static] | None = None) -> None:
+        # On a path specialised to the first call's shapes: every node's (see srcgrad.static).
+        self.static = static
         self.emitter = emitter
         self.scalar = scalar
         self.in_place: _InPlace | None = None
@@ -644,7 +726,7 @@ class _Path:
         self.helpers = emitter.helpers
         # What the templates' `np.` calls go through: the module on floats, the namespace of
         # the arguments (`_namespace_lines`) on arrays. A loop body inherits it by its path.
-        self.numpy = emitter.helpers["np" if scalar else _NAMESPACE]
+        self.numpy = emitter.helpers["np" if scalar or static else _NAMESPACE]
         lowered = emitter.lowered
         self.derivation = derivation
         # A loop body is a path of its own over the body's graph, inside the enclosing path.
@@ -670,7 +752,8 @@ class _Path:
         for node in order:
             for position in () if self.scalar else _SHAPE_ARGS.get(node.op, ()):
                 arg = self.resolve(node.args[position])
-                if not arg.is_const and arg.id not in self.shape_refs:
+                if not arg.is_const and arg.id not in self.shape_refs and (
+                        self.shape(arg) is None):
                     self.shape_refs.append(arg.id)
         need_name = self._needs_names(order, uses, roots) | {
             i for i in self.shape_refs if not nodes[i].is_leaf}
@@ -716,11 +799,90 @@ class _Path:
 
     # -- structure -------------------------------------------------------------------------------
     def resolve(self, node: Node) -> Node:
-        """The node that computes ``node`` on this path (``sum_to`` is the identity on floats)."""
+        """The node that computes ``node`` on this path (``sum_to`` is the identity on floats,
+        and with static shapes wherever the shapes agree)."""
         while node.op == "alias" or (self.scalar and node.op in ("sum_to", "expand_to",
-                                                                   "reduce_to")):
+                                                                   "reduce_to")) or (
+                self.static is not None and self._static_identity(node)):
             node = node.args[0]
         return node
+
+    def shape(self, node: Node) -> tuple[int, ...] | None:
+        """``node``'s shape where it is known when the code is generated (static shapes)."""
+        if self.static is None:
+            return None
+        return self.static.get(node.id, static.UNKNOWN).shape
+
+    def _static_identity(self, node: Node) -> bool:
+        """Whether ``sum_to``/``expand_to`` returns its argument as it is, by static shapes."""
+        if node.op == "sum_to":
+            shape = self.shape(node.args[1])
+            return shape is not None and shape == self.shape(node.args[2])
+        if node.op == "expand_to":
+            shape = self.shape(node.args[0])
+            return shape is not None and shape == self.shape(node.args[1])
+        return False
+
+    def _f64_array(self, node: Node) -> bool:
+        """Whether ``node`` is a float64 NumPy array (of at least one dimension), statically."""
+        known = self.static.get(node.id, static.UNKNOWN) if self.static else static.UNKNOWN
+        return known.kind == "f64" and bool(known.shape)
+
+    def _static_compute(self, node: Node, args: list[ast.expr]) -> ast.expr | None:
+        """What a helper comes to with the shapes known: ``v.sum(axis=0)`` for a bias's
+        ``sum_to``, ``g @ b.T`` for a matmul adjoint, ``x.sum() / n`` for a mean (NumPy's
+        mean is that sum divided by the count: the same bits); None to call it as usual."""
+        op = node.op
+        shapes = [self.shape(a) for a in node.args]
+
+        def method(value: ast.expr, name: str, axes: tuple[int, ...] | None) -> ast.expr:
+            keywords = [] if axes is None else [ast.keyword("axis", ast.Constant(
+                axes[0] if len(axes) == 1 else axes))]
+            return ast.Call(ast.Attribute(value, name, ast.Load()), [], keywords)
+
+        def leading(v: tuple[int, ...], x: tuple[int, ...], n: tuple[int, ...]
+                    ) -> tuple[int, ...] | None:
+            lead = len(n) - len(x)
+            return tuple(range(lead)) if lead > 0 and v == n and n[lead:] == x else None
+
+        if op == "sum_to" and None not in shapes[:3]:
+            axes = leading(*shapes[:3])
+            if axes is not None and self._f64_array(node.args[0]):
+                return method(args[0], "sum", axes)
+        elif op == "sum_product" and None not in shapes[:4]:
+            a, b, x, n = shapes[:4]
+            arrays = self._f64_array(node.args[0]) and self._f64_array(node.args[1])
+            product = ast.BinOp(args[0], ast.Mult(), args[1])
+            if x == () and a == b == n and arrays:
+                np_name = ast.Name(self.helpers["np"], ast.Load())
+                return ast.Call(ast.Attribute(np_name, "vdot", ast.Load()), args[:2], [])
+            if x == n:
+                return product
+            axes = leading(static.broadcast(a, b), x, n)
+            if axes is not None and (self._f64_array(node.args[0])
+                                     or self._f64_array(node.args[1])):
+                return method(product, "sum", axes)
+        elif op in ("matmul_backward_a", "matmul_backward_b") and (
+                len(shapes[1] or ()) == len(shapes[2] or ()) == 2):
+            g, a, b = args
+            if op == "matmul_backward_a":
+                return ast.BinOp(g, ast.MatMult(), ast.Attribute(b, "T", ast.Load()))
+            return ast.BinOp(ast.Attribute(a, "T", ast.Load()), ast.MatMult(), g)
+        elif op == "mean_backward" and shapes[1] is not None:
+            g, _, axis, keep = self.args_of(node)
+            if axis.is_const and axis.value is None and keep.is_const and keep.value is False:
+                size = int(np.prod(shapes[1]))
+                if g.is_const and type(g.value) in (int, float):
+                    return _literal(g.value / size)
+                return ast.BinOp(args[0], ast.Div(), ast.Constant(size))
+        elif op in ("mean", "sum") and self._f64_array(node.args[0]):
+            _, axis, keep = self.args_of(node)
+            if axis.is_const and axis.value is None and keep.is_const and keep.value is False:
+                total = method(args[0], "sum", None)
+                if op == "sum":
+                    return total
+                return ast.BinOp(total, ast.Div(), ast.Constant(int(np.prod(shapes[0]))))
+        return None
 
     def args_of(self, node: Node) -> tuple[Node, ...]:
         if self.scalar and node.op == "sum_product":  # on floats, just the product
@@ -865,8 +1027,14 @@ class _Path:
                 return rewritten
         for position in () if self.scalar else _SHAPE_ARGS.get(node.op, ()):
             arg = self.resolve(node.args[position])
+            shape = self.shape(arg)
             args[position] = (ast.Tuple([], ast.Load()) if arg.is_const
+                              else ast.Constant(shape) if shape is not None
                               else ast.Name(self.shape_names[arg.id], ast.Load()))
+        if self.static is not None:
+            specialised = self._static_compute(node, args)
+            if specialised is not None:
+                return specialised
         if node.op == "item":  # an element of a dict parameter: `params["W"]`
             return ast.Subscript(args[0], ast.Constant(node.attrs[0]), ast.Load())
         if node.op == "call":
@@ -1148,9 +1316,20 @@ class _Path:
             blocks.append(block or [ast.Pass()])
         return [*before, ast.If(self.expr(args[0]), blocks[0], blocks[1])]
 
-    def final_grad(self, grad: Node | None, like: ast.expr) -> ast.expr:
-        """``sg.grad_like(d_x, x)``: the gradient at ``x``'s shape and floating dtype."""
+    def final_grad(self, grad: Node | None, like: ast.expr, param: Node | None = None
+                   ) -> ast.expr:
+        """``sg.grad_like(d_x, x)``: the gradient at ``x``'s shape and floating dtype.
+
+        With static shapes, a gradient known to be a float64 array this function made, at the
+        shape of parameter ``param`` (a float64 array there), is returned as it is.
+        """
         value = _float_literal(0.0) if grad is None else self.expr(grad)
+        if grad is not None and param is not None and self.static is not None:
+            known = self.static.get(self.resolve(grad).id, static.UNKNOWN)
+            if (known.fresh and known.kind == "f64" and known.shape
+                    and known.shape == self.shape(param)
+                    and not _may_alias_input(self.resolve(grad))):
+                return value
         call_args = [value, like]
         if grad is not None and _may_alias_input(grad):
             call_args.append(ast.Constant(True))  # never hand back the caller's own array
@@ -1163,7 +1342,7 @@ class _Path:
         for child in tree.children:
             if isinstance(child, Node):
                 like = self.expr(child) if child.id in self.names else self.compute(child)
-                parts.append(self.final_grad(next(flat), like))
+                parts.append(self.final_grad(next(flat), like, child))
             else:
                 parts.append(self.tree_grad(child, flat))
         if tree.kind == "dict":
@@ -1205,7 +1384,8 @@ class _Path:
         like: ast.expr = (self.expr(self.output) if section.like == "value"
                           else ast.Name(name, ast.Load()))
         if not self.scalar:
-            return self.final_grad(grad, like)
+            return self.final_grad(grad, like, self.emitter.lowered.params.get(name)
+                                   if section.like == "param" else None)
         if grad is None:
             return _float_literal(0.0)
         grad = self.resolve(grad)

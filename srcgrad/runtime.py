@@ -26,7 +26,8 @@ from .functions import *  # noqa: F403 - generated code reaches every function a
 from .functions import __all__ as _functions
 
 __all__ = [*_functions, *_backward, "SCALARS", "NumpyNames", "as_array", "fits", "fusable",
-           "float64_arrays", "grad_like", "namespace", "reduce_to", "sign", "step",
+           "any_float", "float64_arrays", "grad_like", "namespace", "numpy_float", "reduce_to",
+           "shaped_as", "sign", "step",
            "sum_product", "sum_squares", "sum_to", "tie_weight"]
 
 SCALARS = (float, int)  # argument types that take the float fast path
@@ -285,6 +286,45 @@ def float64_arrays(*arrays: Any) -> bool:
         if type(a) is not np.ndarray or a.dtype != np.float64 or a.ndim == 0:
             return False
     return True
+
+
+def any_float(*values: Any) -> bool:
+    """Whether any of ``values`` is a Python float (see `numpy_float`)."""
+    return any(type(value) is float for value in values)
+
+
+def numpy_float(value: Any) -> Any:
+    """A Python float as a NumPy float64, which divides by zero to inf or nan rather than
+    raising; anything else as it is."""
+    return np.float64(value) if type(value) is float else value
+
+
+_FLOAT64 = np.dtype(np.float64)
+
+
+def shaped_as(shapes: tuple[Any, ...], *values: Any) -> bool:
+    """Whether ``values`` are float64 NumPy arrays of exactly these ``shapes``: the condition of
+    the path whose broadcasting was resolved when it was generated (see `srcgrad.static`).
+
+    A tuple, list or dict of arrays is matched against a tuple of shapes (a dict's in its
+    order of keys, which is the order the first call had).
+    """
+    i = 0
+    for value in values:
+        if type(value) is np.ndarray:
+            if value.shape != shapes[i] or value.dtype is not _FLOAT64:
+                return False
+        elif type(value) in _CONTAINERS:
+            parts = value.values() if type(value) is dict else value
+            if len(parts) != len(shapes[i]) or not shaped_as(shapes[i], *parts):
+                return False
+        else:
+            return False
+        i += 1
+    return i == len(shapes)
+
+
+_CONTAINERS = (tuple, list, dict)
 
 
 def fits(buffer: np.ndarray, *others: Any) -> np.ndarray | None:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import codegen, fused, lower, parse, reverse, rules
 from .graph import Graph, Node
 
@@ -94,13 +96,15 @@ def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node]
 
 def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
           structures: dict[str, lower.Structure] | None = None,
-          derive: Deriver = gradient, mode: str = "grad", backend: str = "numpy") -> Transform:
+          derive: Deriver = gradient, mode: str = "grad", backend: str = "numpy",
+          shapes: dict[str, Any] | None = None) -> Transform:
     """Source checked by `parse` -> graph -> derivatives (``derive``) -> compiled function.
 
     ``structures`` describes the first call's arguments: containers of arrays, and which
     arguments were Python scalars (`SCALAR`). Scalars among array arguments earn the generated
     function a path of its own, where factors made of them leave the broadcast sums. ``mode``
-    names what ``derive`` computes, for the cache.
+    names what ``derive`` computes, for the cache. ``shapes``, when every argument of the
+    first call was a float64 array, are their shapes (see `codegen.generate`).
     """
     structures = structures or {}
     scalars = [name for name, kind in structures.items() if kind == SCALAR]
@@ -127,7 +131,8 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     except rules.NoDerivativeRule as missing:
         raise parsed.error(f"srcgrad cannot differentiate this line: {missing.reason}.",
                            lineno=missing.node.lineno) from None
-    generated = codegen.generate(lowered, derivation, mixed_path)
+    generated = codegen.generate(lowered, derivation, mixed_path,
+                                 shapes if not mixed and not scalars else None)
     if backend == "numba" and (mixed or not scalars):  # some array to loop over
         fused_derivation = mixed_path[1] if mixed_path else derivation
         generated = fused.generate(lowered, fused_derivation, scalars if mixed else [],
@@ -203,10 +208,11 @@ class GradFunction:
         self.backend = backend
         self.__srcgrad_transform__ = self
 
-    def _build(self, structures: dict[str, Any] | None = None) -> Transform:
+    def _build(self, structures: dict[str, Any] | None = None,
+               shapes: dict[str, Any] | None = None) -> Transform:
         if self._transform is None:
             self._transform = build(self._parsed, self.wrt, structures, self._derive,
-                                    self._mode, self.backend)
+                                    self._mode, self.backend, shapes)
             if self._direct_calls:
                 # From now on calling this object runs the generated function directly.
                 type(self).__call__ = staticmethod(self._transform.function)
@@ -215,8 +221,11 @@ class GradFunction:
         return self._transform
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # The first call: its arguments tell which parameters are tuples/lists/dicts of arrays.
-        return self._build(self._structures(args, kwargs)).function(*args, **kwargs)
+        # The first call: its arguments tell which parameters are tuples/lists/dicts of arrays,
+        # and if they are all float64 arrays, their shapes (a path specialised to them).
+        structures = self._structures(args, kwargs)
+        shapes = self._shapes(args, kwargs) if self._mode == "grad" else None
+        return self._build(structures, shapes).function(*args, **kwargs)
 
     def _structures(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         try:
@@ -226,6 +235,26 @@ class GradFunction:
         bound.apply_defaults()  # a default float is a float parameter too
         return {name: SCALAR if type(value) in (float, int) else lower.structure_of(value)
                 for name, value in bound.arguments.items()}
+
+    def _shapes(self, args: tuple, kwargs: dict) -> dict[str, Any] | None:
+        """Each argument's shape (a tuple of its elements' for a tuple, list or dict of
+        arrays), or None unless every argument is a float64 NumPy array or made of them."""
+        try:
+            bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
+        except TypeError:
+            return None
+
+        def shape(value: Any) -> Any:
+            if type(value) is np.ndarray and value.dtype == np.float64:
+                return value.shape
+            if type(value) in (tuple, list, dict) and value and lower.structure_of(value):
+                parts = tuple(shape(v) for v in (
+                    value.values() if type(value) is dict else value))
+                return None if None in parts else parts
+            return None
+
+        shapes = {name: shape(value) for name, value in bound.arguments.items()}
+        return None if None in shapes.values() else shapes
 
     @property
     def function(self) -> Callable[..., Any]:

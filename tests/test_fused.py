@@ -610,11 +610,6 @@ def test_two_dimensional_arrays_are_flattened_and_reshaped_back(kinds: Any) -> N
         assert_matches_finite_differences(kinds.elementwise, args, grads)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "NumPy backend, mixed path (numbers + arrays): `np.sum(y + w * np.square(x))` with w a "
-    "number computes square's backward with np.multiply(..., out=d_square_x) where d_square_x "
-    "is a number, not an array: TypeError 'return arrays must be of ArrayType'. A fused "
-    "function's calls of other kinds run that path"))
 def test_fallback_of_a_weighted_square(module_dir: Path) -> None:
     module = load(
         """
@@ -886,11 +881,6 @@ def test_division_by_zero_and_log_of_negatives_give_inf_and_nan(module_dir: Path
         assert math.isnan(value) and math.isnan(grads.a) and math.isnan(grads.x[1])
 
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError, reason=(
-    "NumPy backend, mixed path (numbers + arrays): `np.sum(x / a)` with a == 0.0 a Python float "
-    "computes `d_x = 1.0 / a` on the float and raises ZeroDivisionError (the float path "
-    "catches that and retries with NumPy; the mixed path does not). A fused function's calls "
-    "of other kinds (here: a list) run that path"))
 def test_mixed_path_division_by_a_zero_number(module_dir: Path) -> None:
     module = load(
         """
