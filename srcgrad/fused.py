@@ -50,6 +50,14 @@ _ELEMENTWISE_OPS = frozenset(
     if primitive.elementwise and primitive.scalar and primitive.scalar != "<attrs>"
     and name != "alias")
 _TOTALS = frozenset({"sum", "mean"})  # reductions over every axis
+# Functions NumPy evaluates several times faster than a call per element: its ufuncs use SIMD
+# code where Numba calls the C library once per element. Measured on 1e5 float64 (this
+# machine, NumPy 2.4, Numba 0.68): exp 64 against 544 us, log 94/489, tanh 144/1056, and
+# 4-9x for the others here; sin and cos are the same both ways, so they stay in the loop.
+# Their arguments are written to a buffer by one pass, the ufunc runs on the buffer in place,
+# and the passes after read it.
+NUMPY_FASTER = frozenset({"exp", "log", "expm1", "log1p", "log2", "log10", "tanh", "sinh",
+                          "cosh", "tan", "arctan", "arcsinh"})
 
 
 def available() -> bool:
@@ -85,6 +93,7 @@ class _Kinds:
         self.stage: dict[int, int] = {}
         # Sums of a number broadcast over the elements: n times the number.
         self.scaled: set[int] = set()
+        self.buffered: set[int] = set()  # see NUMPY_FASTER
         for node in lowered.graph.reachable(roots):
             self.kind[node.id], self.stage[node.id] = self._classify(node, scalars, lowered)
 
@@ -131,6 +140,9 @@ class _Kinds:
                     raise self._refuse(node, f"`{rules.numpy_spelling(node.op)}` of a number")
                 return TOTAL, stage + 1
             return kinds[0], self.stage[args[0].id]  # the total's adjoint: one number each
+        if node.op in NUMPY_FASTER and kinds[0] == ELEMENTS:
+            self.buffered.add(node.id)  # NumPy's ufunc, on a buffer, between two passes
+            return ELEMENTS, stage + 1
         if node.op in _ELEMENTWISE_OPS:
             return (ELEMENTS if ELEMENTS in kinds else SCALAR), stage
         raise self._refuse(node, _describe(node))
@@ -176,8 +188,8 @@ class _KernelPath(codegen._Path):
         need = super()._needs_names(order, uses, roots)
         kind = self.kinds.kind
         for node in order:
-            if kind.get(node.id) == TOTAL:
-                need.add(node.id)  # an accumulator
+            if kind.get(node.id) == TOTAL or node.id in self.kinds.buffered:
+                need.add(node.id)  # an accumulator, or a buffer
             if kind.get(node.id) in (ELEMENTS, TOTAL):
                 # Numbers the loop reads are computed once, before it.
                 need.update(a.id for a in self.args_of(node)
@@ -316,7 +328,17 @@ class _FusedEmitter(codegen._Emitter):
         for node in root_nodes:
             if kinds.kind[node.id] == ELEMENTS and not node.is_leaf and node.id not in out_arrays:
                 out_arrays[node.id] = names[node.id]
-        for node_id, base in out_arrays.items():
+        buffers = {}
+        for node in path.statements:
+            if node.id in kinds.buffered:
+                if node.id in out_arrays:  # a result: its array is the buffer
+                    buffers[node.id] = out_arrays[node.id]
+                    continue
+                if not node.hint:  # `exp_values`, not `t2`
+                    names[node.id] = codegen._fresh(f"{node.op}_values", path.taken)
+                    path.taken.add(names[node.id])
+                buffers[node.id] = names[node.id]
+        for node_id, base in {**out_arrays, **buffers}.items():
             names[node_id] = f"{base}[{index}]"
         for node in self.lowered.params.values():
             if node.id in names and kinds.kind.get(node.id) == ELEMENTS:
@@ -329,11 +351,12 @@ class _FusedEmitter(codegen._Emitter):
                 continue
             if node.is_leaf or node.op == CONST:
                 continue  # the wrapper has it
-            name = out_arrays.get(node.id, names.get(node.id))
+            name = out_arrays.get(node.id, buffers.get(node.id, names.get(node.id)))
             self.result_names[node.id] = name
             outputs.append(name)
         self.path = path
-        self.out_arrays = out_arrays
+        self.out_arrays = {**out_arrays, **{k: v for k, v in buffers.items()
+                                             if k in self.result_names}}
         self.live = live = sorted(n.value for n in self.lowered.graph.nodes
                                   if n.op == GLOBAL and n.id in kinds.kind)
         bound = sorted(n.hint for n in self.lowered.graph.nodes
@@ -344,41 +367,49 @@ class _FusedEmitter(codegen._Emitter):
         last = max(stages)
         statements = list(path.statements)
         first_array = self.arrays[0]
+        np_name = self.helpers["np"]
         body.append(f"{count} = {first_array}.shape[0]")
-        for base in out_arrays.values():
-            body.append(f"{base} = {self.helpers['np']}.empty({count})")
-        passes = []  # (stage, totals it sums, arrays it writes)
+        for base in {**out_arrays, **buffers}.values():
+            body.append(f"{base} = {np_name}.empty({count})")
+        passes = []  # (stage, totals it sums, arrays it writes, buffers it fills)
         for stage in range(last + 1):
             totals = [n for n in statements
                       if kinds.kind[n.id] == TOTAL and kinds.stage[n.id] == stage + 1]
-            written = [n for n in statements
-                       if n.id in out_arrays and kinds.stage[n.id] == stage]
-            passes.append((stage, totals, written))
-        count_passes = sum(1 for _, totals, written in passes if totals or written)
+            written = [n for n in statements if n.id in out_arrays
+                       and n.id not in buffers and kinds.stage[n.id] == stage]
+            filled = [n for n in statements if n.id in buffers and kinds.stage[n.id] == stage + 1]
+            passes.append((stage, totals, written, filled))
+        count_passes = sum(1 for _, *work in passes if any(work))
         done = 0
-        for stage, totals, written in passes:
+        for stage, totals, written, filled in passes:
             body += self._lines(path, [n for n in statements if kinds.kind[n.id] == SCALAR
                                        and kinds.stage[n.id] == stage])
-            if not totals and not written:
+            if not (totals or written or filled):
                 continue
             done += 1
             if count_passes > 1:
                 body.append(f"# Pass {done} of {count_passes} over the elements"
-                            + (": it reads the totals of the pass before." if done > 1 else "."))
+                            + (": it reads what the pass before made." if done > 1 else "."))
             for total in totals:
                 body.append(f"{names[total.id]} = 0.0")
-            inner = self._loop_nodes(path, totals + written)
-            loop_body = self._lines(path, inner, totals=totals)
+            inner = self._loop_nodes(path, totals + written + filled)
+            loop_body = self._lines(path, inner, totals=totals, filled=filled)
             body.append(f"for {index} in {self.helpers['numba']}.prange({count}):")
             body += ["    " + line for line in loop_body]
             for total in totals:
                 if total.op == "mean":
                     body.append(f"{names[total.id]} /= {count}")
+            if filled:
+                body.append(f"# NumPy's {', '.join(sorted({n.op for n in filled}))} on whole "
+                            "arrays (SIMD) beats a call per element:")
+                body.append(f"with {self.helpers['numba']}.objmode():")
+                body += [f"    {np_name}.{n.op}({buffers[n.id]}, out={buffers[n.id]})"
+                         for n in filled]
         body.append(f"return {', '.join(outputs)}" + ("," if len(outputs) == 1 else ""))
         doc = ('"""One pass over the elements: the value and gradient of each element, and '
                'the totals."""' if count_passes <= 1 else
-               f'"""{count_passes} passes over the elements: a value that reads a total (a mean) '
-               'needs the pass that sums it first."""')
+               f'"""{count_passes} passes over the elements: a value that reads a total (a mean), '
+               'or a NumPy function\'s result, needs the pass that makes it first."""')
         lines = [f"def {kernel}({', '.join(params)}):", "    " + doc,
                  *("    " + line for line in body)]
         return [textwrap.indent(line, "    ") if line else "" for line in lines], params, outputs
@@ -407,22 +438,25 @@ class _FusedEmitter(codegen._Emitter):
     def _loop_nodes(self, path: _KernelPath, sinks: list[Node]) -> list[Node]:
         """The named element-wise nodes the loop over ``sinks`` computes, in order."""
         kind = self.kinds.kind
+        buffered = self.kinds.buffered
         wanted: set[int] = set()
         stack = list(sinks)
         while stack:
             node = stack.pop()
             for arg in path.args_of(node):
-                if kind.get(arg.id) == ELEMENTS and arg.id not in wanted:
+                if kind.get(arg.id) == ELEMENTS and arg.id not in wanted and (
+                        arg.id not in buffered):  # a buffer is read, not computed
                     wanted.add(arg.id)
                     stack.append(arg)
         wanted |= {s.id for s in sinks}
         return [n for n in path.statements if n.id in wanted]
 
-    def _lines(self, path: _KernelPath, nodes: list[Node], totals: list[Node] = ()
-               ) -> list[str]:
+    def _lines(self, path: _KernelPath, nodes: list[Node], totals: list[Node] = (),
+               filled: list[Node] = ()) -> list[str]:
         lines: list[str] = []
         last_comment = None
         total_ids = {t.id for t in totals}
+        filled_ids = {f.id for f in filled}
         for node in nodes:
             comment = self._comment(node)
             if comment and comment != last_comment:
@@ -431,6 +465,9 @@ class _FusedEmitter(codegen._Emitter):
             if node.id in total_ids:
                 stmt: ast.stmt = ast.AugAssign(ast.Name(path.names[node.id], ast.Store()),
                                                ast.Add(), path.compute(node))
+            elif node.id in filled_ids:  # the function's argument, for NumPy after the pass
+                stmt = ast.Assign([ast.Name(path.names[node.id], ast.Store())],
+                                  path.expr(node.args[0]), lineno=0)
             else:
                 stmt = path.statement(node)
             lines.append(ast.unparse(stmt))
