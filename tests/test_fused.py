@@ -928,3 +928,10 @@ def test_source_shows_the_loop_the_kernels_and_the_users_lines(fused_fit: Any) -
             and "np.exp(exp_values, out=exp_values)" not in line]
     assert "x[i]" in loop and "y[i]" in loop
     assert not [line for line in code if "np." in line]  # per element: no NumPy calls
+
+
+def test_backend_numba_without_numba_says_how_to_install(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setattr(fused, "available", lambda: False)
+    with pytest.raises(ImportError, match=r"pip install 'srcgrad\[numba\]'"):
+        srcgrad.grad(gaussian_fit, backend="numba")
