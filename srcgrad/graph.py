@@ -242,6 +242,12 @@ class Graph:
             node.hint = hint
         return node
 
+    def existing(self, op: str, *args: Node) -> Node | None:
+        """The node for ``op(*args)`` if the graph already has it (none is made)."""
+        if self.ops[op].commutative:
+            args = tuple(sorted(args, key=lambda n: (n.is_const != (op == "mul"), n.id)))
+        return self._table.get((op, tuple(a.id for a in args), ()))
+
     def add_all(self, terms: Iterable[Node]) -> Node:
         """The sum of ``terms`` (at least one)."""
         total: Node | None = None

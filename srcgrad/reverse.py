@@ -114,6 +114,46 @@ def reverse(graph: Graph, output: Node | list[Node], wrt: list[Node], *,
     return Adjoints(grads, adjoint_of, adjoints)
 
 
+def share_products(graph: Graph, adjoints: Adjoints) -> Adjoints:
+    """``Σ r·e`` as the sum of the product ``r·e`` when the backward pass makes that product
+    anyway (for ``Σ r·e·d``, say): one pass over the data fewer, and ``r`` and ``e`` die at the
+    product, so it can take their memory. The nodes that read a rewritten sum are rebuilt.
+
+    Graphs with loops or branches are left as they are (their bodies are graphs of their own).
+    """
+    roots = [g for g in adjoints.grads if g is not None]
+    reachable = graph.reachable(roots)
+    if any(n.op in _REGION_OPS for n in reachable):
+        return adjoints
+    made_anyway = {n.id for n in reachable}
+    new: dict[int, Node] = {}
+    for node in reachable:
+        if node.is_leaf:
+            continue
+        args = tuple(new.get(a.id, a) for a in node.args)
+        graph.lineno = node.lineno
+        product = graph.existing("mul", *args[:2]) if node.op == "sum_product" else None
+        if product is not None and product.id in made_anyway:
+            made = graph.apply("sum_to", product, *args[2:])
+        elif args != node.args:
+            made = graph.apply(node.op, *args, attrs=node.attrs, hint=node.hint)
+        else:
+            continue
+        new[node.id] = made
+    if not new:
+        return adjoints
+    adjoint_of = dict(adjoints.adjoint_of)
+    for old_id, made in new.items():
+        if old_id in adjoints.adjoint_of:
+            adjoint_of.setdefault(made.id, adjoints.adjoint_of[old_id])
+    return Adjoints([None if g is None else new.get(g.id, g) for g in adjoints.grads],
+                    adjoint_of, {k: new.get(v.id, v) for k, v in adjoints.of.items()})
+
+
+_REGION_OPS = frozenset({"loop", "loop_output", "loop_backward", "loop_adjoint", "branch",
+                         "branch_output", "branch_backward", "branch_adjoint"})
+
+
 def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node,
             fuse: bool = True) -> Node:
     """``sum_to(term, x, n)``, with factors no bigger than ``x`` applied after the sum.
@@ -134,11 +174,15 @@ def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node,
         outside = [f for f in factors if small(f)]
         inside = [f for f in factors if not small(f)]
         if outside and inside:
+            # Latest first: the adjoint factor, then the forward values nearest to it, so that
+            # sums sharing those (`Σ r·e`, `Σ r·e·d`, `Σ r·e·d²`) share the product `r·e`.
+            inside.sort(key=lambda f: -f.id)
             summed = _reduce(graph, shapes, _product(graph, inside), x, n)
             return _product(graph, [*outside, summed])
         for i, factor in enumerate(factors):  # g * (u / s) -> sum(g * u) / s
             if factor.op == "div" and small(factor.args[1]):
                 rest = [*factors[:i], factor.args[0], *factors[i + 1:]]
+                rest.sort(key=lambda f: -f.id)  # as above: shared products first
                 summed = _reduce(graph, shapes, _product(graph, rest), x, n)
                 return graph.apply("div", summed, factor.args[1])
     if fuse and term.op == "mul" and not any(a.is_const for a in term.args):

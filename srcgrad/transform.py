@@ -86,7 +86,8 @@ def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node]
     """What `grad` computes: reverse mode, one gradient per parameter in ``wrt``."""
     graph = lowered.graph
     first_adjoint_id = len(graph.nodes)
-    adjoints = reverse.reverse(graph, lowered.output, wrt_nodes, scalars=scalars)
+    adjoints = reverse.share_products(
+        graph, reverse.reverse(graph, lowered.output, wrt_nodes, scalars=scalars))
     grads_type = _grads_type(lowered.parsed.name, wrt)
     return codegen.Derivation(
         [codegen.Section(per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
