@@ -5,7 +5,8 @@ array of its own. Most fitting code is elementwise arithmetic over the samples f
 and its gradient is the same again: the graph is a chain of per-element formulas and a few
 totals. This backend emits that as **one loop over the elements**, whose body is the float
 path's code for one element, with each total accumulated as it goes, and has Numba compile it
-(in parallel over cores for large arrays). No temporary array is made at all.
+(in parallel over cores for large arrays). No temporary array is made, except a buffer for each
+function NumPy evaluates faster than a call per element (`NUMPY_FASTER`).
 
 Each node of the graph gets a *kind*:
 
@@ -15,8 +16,9 @@ Each node of the graph gets a *kind*:
   broadcast adjoints, ``sum_to`` and ``sum_product``).
 
 A *stage* orders them: totals are known only after the loop that sums them, so an ``E`` node
-that reads a total (``x - np.mean(x)``) runs in a second loop. The kernel is: scalars of stage
-0, loop 0, scalars of stage 1, loop 1, ... Anything that is neither elementwise nor a total
+that reads a total (``x - np.mean(x)``) runs in a second loop; so does one that reads the result
+of a `NUMPY_FASTER` function, which NumPy computes on a buffer between the two loops. The kernel
+is: scalars of stage 0, loop 0, scalars of stage 1, loop 1, ... Anything that is neither elementwise nor a total
 (``@``, indexing, ``np.sum(axis=1)``) cannot be fused: a `TransformError` names its line and
 says to use the default backend.
 
@@ -28,6 +30,7 @@ names.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import math
 import textwrap
 from typing import Any
@@ -61,12 +64,8 @@ NUMPY_FASTER = frozenset({"exp", "log", "expm1", "log1p", "log2", "log10", "tanh
 
 
 def available() -> bool:
-    """Whether Numba can be imported (the ``numba`` extra)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether Numba is installed (the ``numba`` extra); it is imported only at the first call."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def generate(lowered: Lowered, derivation: Derivation, scalars: list[str],
