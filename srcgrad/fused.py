@@ -18,9 +18,9 @@ Each node of the graph gets a *kind*:
 A *stage* orders them: totals are known only after the loop that sums them, so an ``E`` node
 that reads a total (``x - np.mean(x)``) runs in a second loop; so does one that reads the result
 of a `NUMPY_FASTER` function, which NumPy computes on a buffer between the two loops. The kernel
-is: scalars of stage 0, loop 0, scalars of stage 1, loop 1, ... Anything that is neither elementwise nor a total
-(``@``, indexing, ``np.sum(axis=1)``) cannot be fused: a `TransformError` names its line and
-says to use the default backend.
+is: scalars of stage 0, loop 0, scalars of stage 1, loop 1, ... Anything that is neither
+elementwise nor a total (``@``, indexing, ``np.sum(axis=1)``) cannot be fused: a
+`TransformError` names its line and says to use the default backend.
 
 Calls whose arguments the kernel was not built for (arrays of different shapes, arrays where
 the first call had floats, lists) run the NumPy backend's function, which the generated code
