@@ -44,6 +44,22 @@ def _moved(args: dict[str, Any], direction: dict[str, Any], t: float) -> dict[st
     return {**args, **{n: args[n] + t * direction[n] for n in DIRECTIONS}}
 
 
+def _probe(program: dict[str, Any], seed: int, module_dir: Path
+           ) -> tuple[Any, float, dict[str, Any], list[Any]]:
+    """The program's traced twin, its value, a random direction, and the branches it took
+    (examples near a branch's edge, or with no finite value, are rejected)."""
+    args = program["args"]
+    probe = import_source(PROBE_HEADER + HEADERS["srcgrad"] + program["probe"], module_dir,
+                          "fr_probe")
+    value, trace = _traced(probe, args)
+    assume(np.isfinite(value))
+    assume(all(abs(gap) > MARGIN for gap, _ in trace))
+    rng = np.random.default_rng(seed)
+    direction = {n: float(rng.uniform(-1, 1)) for n in "xyab"}
+    direction["xs"] = rng.uniform(-1, 1, size=np.shape(args["xs"]))
+    return probe, value, direction, [taken for _, taken in trace]
+
+
 @settings(max_examples=40, deadline=None)
 @given(program=control_flow_programs(), seed=st.integers(0, 2**16))
 def test_random_programs_jvp_matches_grad_and_finite_differences(
@@ -55,15 +71,7 @@ def test_random_programs_jvp_matches_grad_and_finite_differences(
     float64 scalars, against grad . v and a central difference along v."""
     text, args = program["text"], program["args"]
     context = f"\n{text}args: {args}"
-    probe = import_source(PROBE_HEADER + HEADERS["srcgrad"] + program["probe"], module_dir,
-                          "fr_probe")
-    value, trace = _traced(probe, args)
-    assume(np.isfinite(value))
-    assume(all(abs(gap) > MARGIN for gap, _ in trace))
-    rng = np.random.default_rng(seed)
-    direction = {n: float(rng.uniform(-1, 1)) for n in "xyab"}
-    direction["xs"] = rng.uniform(-1, 1, size=np.shape(args["xs"]))
-    outcomes = [taken for _, taken in trace]
+    probe, value, direction, outcomes = _probe(program, seed, module_dir)
 
     def along(t: float) -> float:
         shifted_value, shifted = _traced(probe, _moved(args, direction, t))
@@ -98,15 +106,7 @@ def test_random_programs_hvp_matches_differences_of_grad(
     tangents too. hvp(f)(args, v) against the central difference of grad along v."""
     text, args = program["text"], program["args"]
     context = f"\n{text}args: {args}"
-    probe = import_source(PROBE_HEADER + HEADERS["srcgrad"] + program["probe"], module_dir,
-                          "fr_probe")
-    value, trace = _traced(probe, args)
-    assume(np.isfinite(value))
-    assume(all(abs(gap) > MARGIN for gap, _ in trace))
-    rng = np.random.default_rng(seed)
-    direction = {n: float(rng.uniform(-1, 1)) for n in "xyab"}
-    direction["xs"] = rng.uniform(-1, 1, size=np.shape(args["xs"]))
-    outcomes = [taken for _, taken in trace]
+    probe, value, direction, outcomes = _probe(program, seed, module_dir)
     mine = import_source(HEADERS["srcgrad"] + text, module_dir, "fr_prog")
     gradient = srcgrad.grad(mine.f, wrt=DIRECTIONS)
 
