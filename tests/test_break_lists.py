@@ -34,6 +34,7 @@ from test_generated_control_flow import (
     THRESHOLDS,
     _as_kind,
     _traced,
+    check_differences,
     render,
 )
 from test_loops import HEADERS, LOOP_EXAMPLES, expressions
@@ -627,14 +628,4 @@ def test_random_jumps_match_autograd_and_finite_differences(program: dict[str, A
         for name in floats:
             np.testing.assert_allclose(getattr(grads, name), expected[name], rtol=1e-10,
                                        atol=1e-12, err_msg=f"d_{name} vs autograd{context}")
-    outcomes = [taken for _, taken in trace]
-    for name in floats:
-
-        def at(shifted: Any, name: str = name) -> float:
-            shifted_value, shifted_trace = _traced(probe, dict(args, **{name: shifted}))
-            assume([taken for _, taken in shifted_trace] == outcomes)  # no jump in between
-            return shifted_value
-
-        fd = central_difference(at, args[name])
-        np.testing.assert_allclose(getattr(grads, name), fd, rtol=1e-5, atol=1e-6,
-                                   err_msg=f"d_{name} vs finite differences{context}")
+    check_differences(probe, args, trace, grads, floats, context)

@@ -213,6 +213,24 @@ def _traced(probe: Any, args: dict[str, Any]) -> tuple[float, list[tuple[float, 
     return value, list(probe.TRACE)
 
 
+def check_differences(probe: Any, args: dict[str, Any], trace: list[tuple[float, bool]],
+                      grads: Any, names: Any, context: str, scale: float = 1.0) -> None:
+    """Each gradient in ``names`` against a central difference of the plain function, taken
+    only where no comparison changes its outcome between the two shifted points."""
+    outcomes = [taken for _, taken in trace]
+    for name in names:
+
+        def at(shifted: Any, name: str = name) -> float:
+            shifted_value, shifted_trace = _traced(probe, dict(args, **{name: shifted}))
+            assume([taken for _, taken in shifted_trace] == outcomes)  # no jump in between
+            return shifted_value
+
+        fd = central_difference(at, args[name])
+        np.testing.assert_allclose(getattr(grads, name), fd, rtol=1e-5, atol=1e-6 * scale,
+                                   err_msg=f"d_{name} vs finite differences{context}")
+
+
+
 def _as_kind(args: dict[str, Any], kind: type) -> tuple:
     return tuple(kind(args[p]) if p in "xyab" and len(p) == 1 else args[p] for p in PARAMS)
 
@@ -248,17 +266,7 @@ def test_random_control_flow_programs_match_autograd_and_finite_differences(
             np.testing.assert_allclose(got, expected[name], rtol=1e-10, atol=1e-12 * scale,
                                        err_msg=f"d_{name} vs autograd ({kind.__name__}){context}")
         assert grads.n == 0.0
-    outcomes = [taken for _, taken in trace]
-    for name in FLOAT_PARAMS:
-
-        def at(shifted: Any, name: str = name) -> float:
-            shifted_value, shifted_trace = _traced(probe, dict(args, **{name: shifted}))
-            assume([taken for _, taken in shifted_trace] == outcomes)  # no jump in between
-            return shifted_value
-
-        fd = central_difference(at, args[name])
-        np.testing.assert_allclose(getattr(grads, name), fd, rtol=1e-5, atol=1e-6 * scale,
-                                   err_msg=f"d_{name} vs finite differences{context}")
+    check_differences(probe, args, trace, grads, FLOAT_PARAMS, context, scale)
 
 
 # -- bugs the generator found (fixed; each is one minimal program) -------------------------
