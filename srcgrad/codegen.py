@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import rules, runtime, static
-from .graph import BOUND, CONST, GLOBAL, PARAM, Node
+from .graph import BOUND, CONST, GLOBAL, PARAM, REGION_VALUES, REGIONS, Node
 from .lower import Lowered, Tree
 
 # Names the templates in `srcgrad.rules` use for the modules they call.
@@ -310,7 +310,7 @@ class _Emitter:
         """Every node's `static.Static`, given the first call's shapes, or None: no path
         specialised to them (not all arrays, or loops and branches, which it does not cover)."""
         if self.shapes is None or set(self.shapes) != set(self.param_names) or any(
-                n.op in _REGIONS for n in self.lowered.graph.nodes):
+                n.op in REGIONS for n in self.lowered.graph.nodes):
             return None
         leaves: dict[int, tuple[int, ...]] = {}
 
@@ -520,7 +520,6 @@ def _may_alias_input(node: Node) -> bool:
     return node.op in (PARAM, GLOBAL, BOUND, "call", "item")
 
 
-_REGIONS = frozenset({"loop", "loop_backward", "branch", "branch_backward"})
 
 
 def _region_name(op: str, body: Any, k: int, hint: str | None = None) -> str:
@@ -534,7 +533,6 @@ def _region_name(op: str, body: Any, k: int, hint: str | None = None) -> str:
         return hint or body.carried[k].value
     names = [p.value for p in (*body.carried, *body.invariants)]
     return f"d_{names[k]}" if k < len(body.carried) else f"d_{names[k]}_loop"
-_REGION_VALUES = frozenset({"loop_output", "loop_adjoint", "branch_output", "branch_adjoint"})
 
 
 def _adjoint_names(backward: Any, adjoint_of: dict[int, Node], graph_index: int
@@ -767,10 +765,10 @@ class _Path:
                 self.names[node.id] = node.value
                 if node.id in unpacked:  # `W1, b1 = params`
                     self.statements.append(node)
-            elif node.op in _REGION_VALUES:  # assigned by their loop or `if`
+            elif node.op in REGION_VALUES:  # assigned by their loop or `if`
                 self.names[node.id] = _fresh(self._loop_value_name(node), taken)
                 taken.add(self.names[node.id])
-            elif node.op in _REGIONS:
+            elif node.op in REGIONS:
                 self.names[node.id] = _fresh("region", taken)  # a statement, never a value
                 taken.add(self.names[node.id])
                 self.statements.append(node)
@@ -1070,9 +1068,9 @@ class _Path:
                 self.in_place.buffers.clear()
             made = self.statement(node)
             pairs += [(node, s) for s in made] if isinstance(made, list) else [(node, made)]
-            if node.op in _REGIONS:  # what the loop or `if` assigned, by its shape
+            if node.op in REGIONS:  # what the loop or `if` assigned, by its shape
                 pairs += [capture(n) for n in self.graph.nodes
-                          if n.op in _REGION_VALUES and n.args[0] is node
+                          if n.op in REGION_VALUES and n.args[0] is node
                           and n.id in self.shape_names]
             targets = [node, *(n for n in self.items.values() if n.args[0].id == node.id)]
             pairs += [capture(t) for t in targets

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from . import rules
 from .array_rules import NONDIFFERENTIABLE_OPS
-from .graph import PARAM, BranchBody, Graph, LoopBody, Node
+from .graph import PARAM, REGION_VALUES, REGIONS, BranchBody, Graph, LoopBody, Node
 from .shapes import ShapeClasses
 
 
@@ -76,10 +76,6 @@ class _Region:
     node: Node
     tangents: dict[int, int]  # output -> the output holding its tangent (absent: zero)
     values: dict[int, int] = field(default_factory=dict)  # output -> its value (absent: same)
-
-
-REGION_OPS = ("loop", "branch", "loop_backward", "branch_backward")
-REGION_VALUES = ("loop_output", "branch_output", "loop_adjoint", "branch_adjoint")
 
 
 def forward(graph: Graph, roots: list[Node | None], seeds: dict[int, Node],
@@ -140,7 +136,7 @@ def forward(graph: Graph, roots: list[Node | None], seeds: dict[int, Node],
         if any(a is not b for a, b in zip(args, node.args, strict=True)):
             value[node.id] = graph.apply(node.op, *args, attrs=node.attrs, hint=node.hint)
         current = value.get(node.id, node)
-        if node.op in REGION_OPS:  # only its bounds or its condition moved: no tangent
+        if node.op in REGIONS:  # only its bounds or its condition moved: no tangent
             continue
         if all(t is None for t in incoming):
             continue

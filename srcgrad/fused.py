@@ -39,7 +39,7 @@ import numpy as np
 
 from . import codegen, rules, runtime
 from .codegen import Derivation, Generated
-from .graph import BOUND, CONST, GLOBAL, PARAM, Node
+from .graph import BOUND, CONST, GLOBAL, PARAM, REGION_VALUES, REGIONS, Node
 from .lower import Lowered
 
 SCALAR, ELEMENTS, TOTAL = "S", "E", "R"
@@ -156,10 +156,8 @@ class _Kinds:
 def _describe(node: Node) -> str:
     if node.op == "call":
         return f"a call to `{node.attrs[0].name}`"
-    if node.op in ("loop", "loop_output", "loop_backward", "loop_adjoint"):
-        return "a loop"
-    if node.op in ("branch", "branch_output", "branch_backward", "branch_adjoint"):
-        return "an `if`"
+    if node.op in REGIONS | REGION_VALUES:
+        return "a loop" if node.op.startswith("loop") else "an `if`"
     return f"`{rules.numpy_spelling(node.op.removesuffix('_backward'))}`"
 
 

@@ -33,6 +33,11 @@ GLOBAL = "global"  # a module global, read by name when the generated code runs 
 BOUND = "bound"  # an object bound once into the generated code (a closure array, say)
 LEAVES = frozenset({PARAM, CONST, GLOBAL, BOUND})
 
+# Control-flow regions: the nodes that run a loop or an `if` (statements of their own in the
+# generated code), and the nodes that read what one assigned.
+REGIONS = frozenset({"loop", "loop_backward", "branch", "branch_backward"})
+REGION_VALUES = frozenset({"loop_output", "loop_adjoint", "branch_output", "branch_adjoint"})
+
 
 class OpSpec(Protocol):
     """What the graph needs to know about an operation (a `rules.Primitive` satisfies it)."""

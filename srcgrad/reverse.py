@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from . import rules
 from .array_rules import NONDIFFERENTIABLE_OPS
-from .graph import Graph, Node
+from .graph import REGIONS, Graph, Node
 from .shapes import ShapeClasses
 
 
@@ -123,7 +123,7 @@ def share_products(graph: Graph, adjoints: Adjoints) -> Adjoints:
     """
     roots = [g for g in adjoints.grads if g is not None]
     reachable = graph.reachable(roots)
-    if any(n.op in _REGION_OPS for n in reachable):
+    if any(n.op in REGIONS for n in reachable):
         return adjoints
     made_anyway = {n.id for n in reachable}
     new: dict[int, Node] = {}
@@ -149,9 +149,6 @@ def share_products(graph: Graph, adjoints: Adjoints) -> Adjoints:
     return Adjoints([None if g is None else new.get(g.id, g) for g in adjoints.grads],
                     adjoint_of, {k: new.get(v.id, v) for k, v in adjoints.of.items()})
 
-
-_REGION_OPS = frozenset({"loop", "loop_output", "loop_backward", "loop_adjoint", "branch",
-                         "branch_output", "branch_backward", "branch_adjoint"})
 
 
 def _reduce(graph: Graph, shapes: ShapeClasses, term: Node, x: Node, n: Node,
