@@ -282,12 +282,14 @@ def judge_time(workload: Workload, results: list[Result]) -> None:
     ours = next(r for r in results if r.tool == peers.Srcgrad.name)
     if workload.target is None or ours.median_s is None:
         return
-    if workload.key == "W1":
-        assert ours.ratio_plain is not None
-        ours.judge(f"≤ {SCALAR_TARGET}× the plain call", ours.ratio_plain <= SCALAR_TARGET)
-        peer_times = [r.median_s for r in results if r.median_s is not None
-                      and r.tool not in (ours.tool, peers.HandWritten.name, peers.PlainCall.name)]
-        ours.judge("faster than every peer", all(ours.median_s < t for t in peer_times))
+    if workload.key == "W1":  # both ways of calling srcgrad are judged, each on its own row
+        mine = [r for r in results if r.tool.startswith("srcgrad") and r.median_s is not None]
+        peer_times = [r.median_s for r in results if r.median_s is not None and r not in mine
+                      and r.tool not in (peers.HandWritten.name, peers.PlainCall.name)]
+        for row in mine:
+            assert row.ratio_plain is not None and row.median_s is not None
+            row.judge(f"≤ {SCALAR_TARGET}× the plain call", row.ratio_plain <= SCALAR_TARGET)
+            row.judge("faster than every peer", all(row.median_s < t for t in peer_times))
     else:
         assert ours.ratio is not None
         ours.judge(f"≤ {workload.target}× hand-written", ours.ratio <= workload.target)
@@ -308,10 +310,10 @@ def judge_fused(workload: Workload, results: list[Result], numpy_row: Result) ->
         if workload.key not in FUSED_WORKLOADS or numpy_row.median_s is None:
             continue
         speedup = numpy_row.median_s / row.median_s
-        row.judge(f"{row.tool} ≥ {FUSED_SPEEDUP:g}× faster than srcgrad's NumPy backend "
+        row.judge(f"≥ {FUSED_SPEEDUP:g}× faster than srcgrad's NumPy backend "
                   f"({speedup:.2f}×)", speedup >= FUSED_SPEEDUP)
         if jit is not None:
-            row.judge(f"{row.tool} not slower than jax (jit) "
+            row.judge(f"not slower than jax (jit) "
                       f"({row.median_s / jit.median_s:.2f}× its time)",
                       row.median_s <= jit.median_s)
 
@@ -513,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     info, tables = run(settings)
     elapsed = time.perf_counter() - clock
     info["load_average_at_end"] = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else None
-    targets = [{"workload": key, **target}
+    targets = [{"workload": key, "row": r.tool, **target}
                for key, _, results in tables for r in results for target in r.targets]
     mismatches = [f"{key} {r.tool}: {r.reason}"
                   for key, _, results in tables for r in results if r.status == "mismatch"]
@@ -540,8 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Load average: {info['load_average_at_start']} (1, 5, 15 min) at the start, "
           f"{info['load_average_at_end']} (1 min) at the end, which includes this run (about 1)."
           " Other load inflates medians more than minima, hence both ratios.")
-    print("\nTargets: " + "; ".join(f"{t['workload']} {t['target']}: "
-                                    f"{'met' if t['met'] else 'MISSED'}" for t in targets))
+    print("\nTargets: " + "; ".join(
+        f"{t['workload']} {t['row']} {t['target']}: {'met' if t['met'] else 'MISSED'}"
+        for t in targets))
     print("\nMachine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
     return 0
 

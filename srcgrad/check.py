@@ -119,8 +119,8 @@ def check_grad(f: Callable[..., Any], *args: Any, rtol: float = 1e-5, atol: floa
         bound.apply_defaults()
         entries = []
         for name in decorated.wrt:
-            for label, path, analytic in _leaves(name, bound.arguments[name],
-                                                 getattr(grads, name)):
+            gradient = grads if decorated.bare else getattr(grads, name)
+            for label, path, analytic in _leaves(name, bound.arguments[name], gradient):
                 analytic = np.asarray(analytic, dtype=np.float64)
                 for index in np.ndindex(analytic.shape):
                     numeric = _central_difference(_summed(plain), bound, name, path, index, step)

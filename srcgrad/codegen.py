@@ -218,7 +218,8 @@ class _Emitter:
         for section in self.derivation.sections:
             if section.container is not None:
                 bindings[self.containers[id(section.container)]] = section.container
-        bindings[self.helpers["tuple_new"]] = tuple.__new__
+        if self.containers:  # only a namedtuple result needs it
+            bindings[self.helpers["tuple_new"]] = tuple.__new__
         bindings.update(self.lowered.bound)
         signature, default_bindings = self._signature(fn)
         bindings.update(default_bindings)
@@ -397,6 +398,8 @@ class _Emitter:
                 shown.append(f"H with H[i][j] = d2 value / (d p_i d p_j), p = ({names})")
             elif section.container is not None:
                 shown.append(f"{self.containers[id(section.container)]}({names})")
+            elif section.like == "param":  # `wrt="a"`: the one gradient itself
+                shown.append(f"d_{names}")
             else:
                 shown.append(names)
         lines = [f"        Returns ({', '.join(shown)})."]

@@ -244,9 +244,11 @@ class _FusedEmitter(codegen._Emitter):
         bindings: dict[str, Any] = {
             h["np"]: np, h["math"]: math, h["numba"]: fused_scalars.numba,
             h["numba_sg"]: fused_scalars,
-            h["sg"]: runtime, h["SCALARS"]: runtime.SCALARS, h["tuple_new"]: tuple.__new__,
+            h["sg"]: runtime, h["SCALARS"]: runtime.SCALARS,
             h["numpy_backend"]: None,  # set by `generate`
         }
+        if self.containers:  # only a namedtuple result needs it
+            bindings[h["tuple_new"]] = tuple.__new__
         for section in self.derivation.sections:
             if section.container is not None:
                 bindings[self.containers[id(section.container)]] = section.container

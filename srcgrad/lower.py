@@ -1012,6 +1012,8 @@ class _Lowering:
         # The gradient has its parameter's shape, as the real call returns it.
         full = tuple(self.graph.apply("expand_to", 0.0 if g is None else g, p)
                      for g, p in zip(grads, wrt, strict=True))
+        if getattr(transform, "bare", False):  # `grad(f, wrt="x")`: the gradient itself
+            return Tree("tuple", (0, 1), (output, full[0]))
         return Tree("tuple", (0, 1), (output, Tree("tuple", tuple(range(len(full))), full,
                                                    fields=tuple(transform.wrt))))
 

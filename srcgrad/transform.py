@@ -82,13 +82,14 @@ Deriver = Callable[[lower.Lowered, tuple[str, ...], list[Node], frozenset[int]],
 
 
 def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node],
-             scalars: frozenset[int]) -> codegen.Derivation:
-    """What `grad` computes: reverse mode, one gradient per parameter in ``wrt``."""
+             scalars: frozenset[int], bare: bool = False) -> codegen.Derivation:
+    """What `grad` computes: reverse mode, one gradient per parameter in ``wrt``, in a
+    namedtuple; ``bare`` (``wrt`` given as one name) returns that one gradient itself."""
     graph = lowered.graph
     first_adjoint_id = len(graph.nodes)
     adjoints = reverse.share_products(
         graph, reverse.reverse(graph, lowered.output, wrt_nodes, scalars=scalars))
-    grads_type = _grads_type(lowered.parsed.name, wrt)
+    grads_type = None if bare else _grads_type(lowered.parsed.name, wrt)
     return codegen.Derivation(
         [codegen.Section(per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
         adjoint_of=adjoints.adjoint_of, adjoints=adjoints.of,
@@ -98,26 +99,29 @@ def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node]
 def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
           structures: dict[str, lower.Structure] | None = None,
           derive: Deriver = gradient, mode: str = "grad", backend: str = "numpy",
-          shapes: dict[str, Any] | None = None) -> Transform:
+          shapes: dict[str, Any] | None = None, bare: bool = False) -> Transform:
     """Source checked by `parse` -> graph -> derivatives (``derive``) -> compiled function.
 
     ``structures`` describes the first call's arguments: containers of arrays, and which
     arguments were Python scalars (`SCALAR`). Scalars among array arguments earn the generated
     function a path of its own, where factors made of them leave the broadcast sums. ``mode``
     names what ``derive`` computes, for the cache. ``shapes``, when every argument of the
-    first call was a float64 array, are their shapes (see `codegen.generate`).
+    first call was a float64 array, are their shapes (see `codegen.generate`). ``bare`` asks
+    `gradient` for the one gradient itself rather than a namedtuple of one.
     """
     structures = structures or {}
     scalars = [name for name, kind in structures.items() if kind == SCALAR]
     mixed = bool(scalars) and len(scalars) < len(parsed.params)
     structures = {k: v for k, v in structures.items() if v is not None and v != SCALAR}
     key = (mode, wrt, tuple(sorted(structures.items())), tuple(scalars) if mixed else (),
-           backend)
+           backend, bare)
     cached = _cached(parsed.fn, key)
     if cached is not None:
         return cached
     lowered = lower.lower(parsed, structures, _inner_gradient)
     graph = lowered.graph
+    if bare:
+        derive = functools.partial(derive, bare=True)
     first_derived_id = len(graph.nodes)
     wrt_nodes: list[Node] = []
     for name in wrt:
@@ -184,7 +188,8 @@ def _grads_type(function_name: str, wrt: tuple[str, ...]) -> type:
 class GradFunction:
     """A function that returns ``(value, grads)``; made by `grad`.
 
-    ``grads`` is a namedtuple with one field per differentiated parameter, in signature order.
+    ``grads`` is a namedtuple with one field per differentiated parameter, in signature order,
+    or the gradient itself when ``wrt`` named one parameter as a string (``bare``).
     ``.source`` is the generated Python (black-formatted), ``.graph`` the define-and-run graph,
     ``.__wrapped__`` the original function.
     """
@@ -197,7 +202,7 @@ class GradFunction:
     _direct_calls = True
 
     def __init__(self, fn: Callable[..., Any], wrt: tuple[str, ...] | None,
-                 backend: str = "numpy") -> None:
+                 backend: str = "numpy", bare: bool = False) -> None:
         original = getattr(fn, "__srcgrad_transform__", None)
         if original is not None:  # `hessian(f)` of a decorated `f`: start from f's source
             fn = original.__wrapped__
@@ -207,13 +212,14 @@ class GradFunction:
         self.wrt: tuple[str, ...] = _check_wrt(self._parsed.name, names, wrt)
         self._transform: Transform | None = None
         self.backend = backend
+        self.bare = bare  # `wrt="a"`: the call returns (value, d_a), not (value, Grads(d_a))
         self.__srcgrad_transform__ = self
 
     def _build(self, structures: dict[str, Any] | None = None,
                shapes: dict[str, Any] | None = None) -> Transform:
         if self._transform is None:
             self._transform = build(self._parsed, self.wrt, structures, self._derive,
-                                    self._mode, self.backend, shapes)
+                                    self._mode, self.backend, shapes, self.bare)
             if self._direct_calls:
                 # From now on calling this object runs the generated function directly.
                 type(self).__call__ = staticmethod(self._transform.function)
@@ -317,9 +323,11 @@ def grad(fn: Callable[..., Any] | None = None, *, wrt: Iterable[str] | str | Non
          backend: str = "numpy") -> Any:
     """Turn ``fn`` into a function returning ``(value, grads)``.
 
-    Use as ``@grad`` or ``@grad(wrt=("mu", "sigma"))``. ``grads`` has one field per
-    differentiated parameter (all parameters by default), each shaped like its parameter. For an
-    array-valued ``fn`` the gradient is that of the sum of its elements.
+    Use as ``@grad`` or ``@grad(wrt=("mu", "sigma"))``. ``grads`` is a namedtuple with one field
+    per differentiated parameter (all parameters by default), each shaped like its parameter.
+    ``wrt="mu"``, one name as a string, returns that gradient itself: ``value, d_mu = f(...)``
+    (as ``forward`` does). For an array-valued ``fn`` the gradient is that of the sum of its
+    elements.
 
     ``backend="numba"`` (the ``numba`` extra) compiles elementwise code and its totals into one
     fused loop over the elements, in parallel on large arrays; see docs/performance.md.
@@ -333,7 +341,7 @@ def grad(fn: Callable[..., Any] | None = None, *, wrt: Iterable[str] | str | Non
     wrt_tuple = None if wrt is None else ((wrt,) if isinstance(wrt, str) else tuple(wrt))
     # A class per decorated function, so that its __call__ can become the generated function.
     cls = type(f"grad_{getattr(fn, '__name__', 'function')}", (GradFunction,), {})
-    return cls(fn, wrt_tuple, backend)
+    return cls(fn, wrt_tuple, backend, bare=isinstance(wrt, str))
 
 
 BACKENDS = ("numpy", "numba")

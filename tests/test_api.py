@@ -121,7 +121,17 @@ def test_wrt_accepts_a_single_name_and_rejects_unknown_names():
     def f(a, b):
         return a * b
 
-    assert f(2.0, 3.0)[1]._fields == ("b",)
+    @grad(wrt=("b",))
+    def f_named(a, b):
+        return a * b
+
+    # One name as a string: the gradient itself; a tuple of names: a namedtuple of them.
+    assert f(2.0, 3.0) == (6.0, 2.0)
+    assert type(f(2.0, 3.0)[1]) is float
+    assert f_named(2.0, 3.0)[1]._fields == ("b",)
+    value, d_b = f(np.array([1.0, 2.0]), 3.0)
+    np.testing.assert_array_equal(value, [3.0, 6.0])
+    assert d_b == 3.0 and type(d_b) is float  # a float parameter's gradient: summed, a float
     with pytest.raises(ValueError, match=r"wrt names 'z', which is not a parameter of g\(a, b\)"):
 
         @grad(wrt=("z",))

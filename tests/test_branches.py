@@ -182,6 +182,6 @@ def test_max_and_min_of_generators_and_of_two_values(a):
     """`max(expr for ...)` is a loop keeping the larger value; builtin max/min of two values
     are srcgrad's maximum/minimum. Both differentiate like the branches they are."""
     xs = np.array([0.3, -1.0, 2.0, 0.7])
-    value, (d,) = grad(extremes, wrt="a")(a, xs)
+    value, d = grad(extremes, wrt="a")(a, xs)
     assert value == pytest.approx(extremes(a, xs), rel=1e-15)
     assert d == pytest.approx(autograd.grad(extremes)(a, xs), rel=1e-13)

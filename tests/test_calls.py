@@ -44,7 +44,7 @@ def test_module_level_helpers_nest_with_defaults_and_keywords():
     x = np.linspace(-3, 3, 40)
     y = bump(x, -0.5, 0.6) + 0.5 * bump(x, 0.8, 0.7)
     p = np.array([1.0, -0.4, 0.5, 0.4, 0.9, 0.8])
-    value, (g,) = peaks_loss(p, x, y)
+    value, g = peaks_loss(p, x, y)  # `wrt="p"`: the gradient itself
     np.testing.assert_allclose(value, peaks_loss_reference(p, x, y), rtol=1e-13)
     np.testing.assert_allclose(g, autograd.grad(peaks_loss_reference)(p, x, y), rtol=1e-11)
 

@@ -83,7 +83,7 @@ def test_a_value_passed_for_two_parameters_gets_both_partials():
 
 def newton_step(w, x, y):
     # One Newton step on a 1-parameter least-squares fit, written with srcgrad gradients.
-    _, (dw,) = fit_grad(w, x, y)
+    _, dw = fit_grad(w, x, y)
     _, (dww,) = fit_curvature(w, x, y)
     return w - dw / dww
 
@@ -96,11 +96,11 @@ fit_grad = grad(fit_loss, wrt="w")
 
 
 def fit_slope(w, x, y):
-    _, grads = fit_grad(w, x, y)
-    return grads.w
+    _, d_w = fit_grad(w, x, y)  # `wrt="w"`: the gradient itself
+    return d_w
 
 
-fit_curvature = grad(fit_slope, wrt="w")
+fit_curvature = grad(fit_slope, wrt=("w",))  # a namedtuple of one
 
 
 def test_newton_step_through_inlined_gradients_and_its_own_derivative():
@@ -108,7 +108,7 @@ def test_newton_step_through_inlined_gradients_and_its_own_derivative():
     x = rng.normal(size=50)
     y = np.tanh(0.8 * x) + 0.01 * rng.normal(size=50)
     w = 0.3
-    step, (d_step,) = grad(newton_step, wrt="w")(w, x, y)
+    step, d_step = grad(newton_step, wrt="w")(w, x, y)
     h = 1e-4
     loss = [fit_loss(w + k * h, x, y) for k in (-1, 0, 1)]
     slope = (loss[2] - loss[0]) / (2 * h)
