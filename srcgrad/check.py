@@ -111,7 +111,10 @@ def check_grad(f: Callable[..., Any], *args: Any, rtol: float = 1e-5, atol: floa
     if isinstance(f, HessianFunction):
         entries = _hessian_entries(f, args, kwargs, step)
     else:
-        decorated = f if isinstance(f, GradFunction) and f._mode == "grad" else grad(
+        asked = None if wrt is None else ((wrt,) if isinstance(wrt, str) else tuple(wrt))
+        # A decorated f is checked as it is, unless `wrt` asks for other parameters.
+        reuse = isinstance(f, GradFunction) and f._mode == "grad" and asked in (None, f.wrt)
+        decorated = f if reuse else grad(
             getattr(f, "__wrapped__", f), wrt=wrt if wrt is not None else getattr(f, "wrt", None))
         plain = decorated.__wrapped__
         _, grads = decorated(*args, **kwargs)

@@ -65,6 +65,13 @@ def test_decorated_functions_are_accepted():
     assert check_grad(decorated, 0.3, 0.1, 0.9).passed
 
 
+def test_wrt_given_for_a_decorated_function_is_honoured():
+    decorated = grad(gaussian, wrt="mu")
+    report = check_grad(decorated, 0.3, 0.1, 0.9, wrt=("x", "sigma"))
+    assert {e.parameter for e in report.entries} == {"x", "sigma"}
+    assert {e.parameter for e in check_grad(decorated, 0.3, 0.1, 0.9, wrt="mu").entries} == {"mu"}
+
+
 def _coupled(a, b):
     return a * a * b + np.sin(a * b)
 
