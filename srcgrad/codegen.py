@@ -21,8 +21,10 @@ added around them. `black` formats the text only when a person asks for ``.sourc
 from __future__ import annotations
 
 import ast
+import builtins
 import keyword
 import linecache
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -94,7 +96,8 @@ class Generated:
 
 def generate(lowered: Lowered, derivation: Derivation,
              mixed: tuple[list[str], Derivation] | None = None,
-             shapes: dict[str, Any] | None = None) -> Generated:
+             shapes: dict[str, Any] | None = None,
+             restructure: tuple[Callable[..., Any], dict[str, Any]] | None = None) -> Generated:
     """Emit, compile and return the function that computes ``lowered``'s value and what
     ``derivation`` describes (gradients, tangents, Hessian blocks).
 
@@ -104,8 +107,12 @@ def generate(lowered: Lowered, derivation: Derivation,
     ``shapes`` (parameter name -> the first call's shape, a tuple of them for a structured
     parameter), given when every argument was a float64 array, adds a path for calls shaped
     the same, on which broadcasting is resolved here (see `srcgrad.static`).
+
+    ``restructure`` is a function to call instead, with the call's arguments, when structured
+    parameters (tuples, lists, dicts of arrays) come with another structure than the one
+    given for them (the first call's), which the generated code unpacks.
     """
-    emitter = _Emitter(lowered, derivation, mixed, shapes)
+    emitter = _Emitter(lowered, derivation, mixed, shapes, restructure)
     text, factory_name, bindings = emitter.module_text()
     function, filename = compile_generated(lowered, text, factory_name, bindings, "srcgrad")
     return Generated(function, text, filename, list(derivation.extra_params))
@@ -123,10 +130,27 @@ def compile_generated(lowered: Lowered, text: str, factory: str, bindings: dict[
     code = compile(text, filename, "exec")
     exec(code, parsed.fn.__globals__, namespace)  # globals stay the module's: read live
     function = namespace[factory](**bindings)
+    function.__name__ = parsed.name  # (the factory's may differ: see `_Emitter.local_name`)
     function.__defaults__ = getattr(parsed.fn, "__defaults__", None)
     function.__kwdefaults__ = getattr(parsed.fn, "__kwdefaults__", None)
     function.__module__ = getattr(parsed.fn, "__module__", None)
     return function, filename
+
+
+# Builtins the generated code calls by name (loops, indexing, the float path's checks, rules).
+_CODE_BUILTINS = ("type", "float", "int", "range", "len", "reversed", "slice", "abs", "min",
+                  "max", "sum", "pow", "round", "tuple", "list", "dict", "zip", "enumerate",
+                  "isinstance", "Ellipsis")
+
+
+def shadowed_builtins(parsed: Any, bindings: dict[str, Any], params: Sequence[str], code: str
+                      ) -> dict[str, Any]:
+    """The builtins ``code`` calls that the user's module hides with globals of its own (a
+    function named ``slice``): bound into the factory, so the code still reaches the builtins."""
+    module = getattr(parsed.fn, "__globals__", {})
+    return {name: getattr(builtins, name) for name in _CODE_BUILTINS
+            if name in module and name not in bindings and name not in params
+            and re.search(rf"(?<![\w.]){name}\b", code)}
 
 
 @cache
@@ -175,9 +199,11 @@ def _float_literal(value: Any) -> ast.expr:
 class _Emitter:
     def __init__(self, lowered: Lowered, derivation: Derivation,
                  mixed: tuple[list[str], Derivation] | None = None,
-                 shapes: dict[str, Any] | None = None) -> None:
+                 shapes: dict[str, Any] | None = None,
+                 restructure: tuple[Callable[..., Any], dict[str, Any]] | None = None) -> None:
         self.mixed = mixed
         self.shapes = shapes
+        self.restructure = restructure if restructure and restructure[1] else None
         self.lowered = lowered
         self.parsed = lowered.parsed
         self.derivation = derivation
@@ -185,8 +211,14 @@ class _Emitter:
         self.trees = {**lowered.trees, **derivation.extra_trees}
         # The signature's parameters, then the directions (tangents) some modes take.
         self.param_names = [p.name for p in self.parsed.params] + derivation.extra_params
-        taken = set(self.param_names) | set(lowered.live_globals) | set(lowered.bound)
+        # No name the code assigns may hide a builtin it calls (`slice(0, 3)`, `type(a)`).
+        taken = (set(self.param_names) | set(lowered.live_globals) | set(lowered.bound)
+                 | _BUILTIN_NAMES)
         hints = {n.hint for n in lowered.graph.nodes if n.hint}
+        # The generated function's name inside its factory: the user's, unless a builtin's.
+        self.local_name = (self.parsed.name if self.parsed.name not in _BUILTIN_NAMES
+                           else _fresh(f"{self.parsed.name}_grad", taken | hints))
+        taken.add(self.local_name)
         self.helpers: dict[str, str] = {}
         for helper in (*_TEMPLATE_MODULES, "SCALARS", "tuple_new", _NAMESPACE):
             self.helpers[helper] = _fresh(helper, taken | hints)
@@ -198,6 +230,10 @@ class _Emitter:
                 self.containers[id(section.container)] = name
                 self.helpers[name] = name
                 taken.add(name)
+        if self.restructure is not None:  # the guard of `_structure_guard`
+            for helper in ("restructured", "STRUCTURES"):
+                self.helpers[helper] = _fresh(helper, taken | hints)
+                taken.add(self.helpers[helper])
         # The generated function's own name, for the array path's retry with NumPy floats.
         self.again = _fresh(f"{self.parsed.name}_again", taken | hints)
         taken.add(self.again)
@@ -220,10 +256,15 @@ class _Emitter:
                 bindings[self.containers[id(section.container)]] = section.container
         if self.containers:  # only a namedtuple result needs it
             bindings[self.helpers["tuple_new"]] = tuple.__new__
+        if self.restructure is not None:
+            callback, expected = self.restructure
+            bindings[self.helpers["restructured"]] = callback
+            bindings[self.helpers["STRUCTURES"]] = tuple(expected.values())
         bindings.update(self.lowered.bound)
         signature, default_bindings = self._signature(fn)
         bindings.update(default_bindings)
-        factory = _fresh(f"make_{parsed.name}", self.reserved | set(bindings))
+        factory = _fresh(f"make_{parsed.name}", self.reserved | set(bindings)
+                         | set(_CODE_BUILTINS))
         live = sorted(self.lowered.live_globals)
         live_note = f" Module globals ({', '.join(live)}) are read when `{parsed.name}` runs." \
             if live else ""
@@ -232,7 +273,7 @@ class _Emitter:
             f"def {factory}({', '.join(bindings)}):",
             f'    """Binds srcgrad\'s helpers into `{parsed.name}` once.{live_note}"""',
             "",
-            f"    def {parsed.name}({signature}):",
+            f"    def {self.local_name}({signature}):",
             f'        """{self._summary()} of `{parsed.name}` '
             f'({_short(parsed.filename)}, line {parsed.lineno}).',
             "",
@@ -250,7 +291,8 @@ class _Emitter:
             out.append("                # math refused an input: redo as NumPy scalars (inf/nan)")
             for param in self.param_names:
                 out.append(f"                {param} = {self.helpers['np']}.float64({param})")
-        if self.mixed is not None:
+        if self.mixed is not None:  # (never with a static path: that takes arrays only)
+            out += self._structure_guard()
             scalars, derivation = self.mixed
             arrays = [p for p in self.param_names if p not in scalars]
             body, in_place = self._body(scalar=False, indent=" " * 16, derivation=derivation,
@@ -281,15 +323,42 @@ class _Emitter:
             out.append("            # Float64 arrays shaped as at the first call: broadcasting "
                        "resolved in advance.")
             out += self._body(scalar=False, indent=" " * 12, static=known)[0]
+        if self.mixed is None:  # (shaped_as above has checked the structure)
+            out += self._structure_guard()
         out.append("        # Array path: NumPy ufuncs with broadcasting.")
         out.append("        try:")
         out += self._array_arguments(" " * 12)
         out += self._body(scalar=False, indent=" " * 12, arrays=self.param_names)[0]
         out += self._retry()
         out.append("")
-        out.append(f"    {self.again} = {parsed.name}")
-        out.append(f"    return {parsed.name}")
+        out.append(f"    {self.again} = {self.local_name}")
+        out.append(f"    return {self.local_name}")
+        hidden = shadowed_builtins(parsed, bindings, self.param_names, "\n".join(out[2:]))
+        if hidden:  # the factory takes them too
+            bindings.update(hidden)
+            out[1] = f"def {factory}({', '.join(bindings)}):"
         return "\n".join(out) + "\n", factory, bindings
+
+    def _structure_guard(self) -> list[str]:
+        """A call whose tuples, lists or dicts of arrays are not shaped as at the first call
+        (another length, other keys) goes to a transform of its own."""
+        if self.restructure is None:
+            return []
+        structured = list(self.restructure[1])
+        call = self._call_arguments()
+        return [f"        if {self.helpers['sg']}.structures({', '.join(structured)}) != "
+                f"{self.helpers['STRUCTURES']}:",
+                f"            # {', '.join(structured)}: another structure than at the first "
+                "call, another transform",
+                f"            return {self.helpers['restructured']}({', '.join(call)})"]
+
+    def _call_arguments(self, wrap: str = "") -> list[str]:
+        """The parameters passed on as the signature takes them (positionally, or by keyword),
+        each as ``wrap(p)`` if given."""
+        positional = [p.name for p in self.parsed.params if p.kind == "positional"]
+        value = (lambda p: f"{wrap}({p})") if wrap else (lambda p: p)
+        return [value(p) for p in positional] + [
+            f"{p}={value(p)}" for p in self.param_names if p not in positional]
 
     def _retry(self) -> list[str]:
         """The array path's ``except``: Python arithmetic on a float parameter raised (division
@@ -298,9 +367,7 @@ class _Emitter:
         float32)."""
         sg = self.helpers["sg"]
         names = ", ".join(self.param_names)
-        positional = [p.name for p in self.parsed.params if p.kind == "positional"]
-        call = [f"{sg}.numpy_float({p})" for p in positional] + [
-            f"{p}={sg}.numpy_float({p})" for p in self.param_names if p not in positional]
+        call = self._call_arguments(f"{sg}.numpy_float")
         return ["        except ArithmeticError:",
                 "            # A Python float divided by zero: redo with NumPy floats (inf/nan)",
                 f"            if not {sg}.any_float({names}):",
@@ -316,7 +383,8 @@ class _Emitter:
         leaves: dict[int, tuple[int, ...]] = {}
 
         def flat(shape: Any, tree: Any) -> None:
-            for child_shape, child in zip(shape, tree.children, strict=True):
+            shapes = shape.values() if isinstance(shape, dict) else shape  # first call's order
+            for child_shape, child in zip(shapes, tree.children, strict=True):
                 if isinstance(child, Node):
                     leaves[child.id] = child_shape
                 else:
@@ -484,6 +552,7 @@ class _Emitter:
 
 
 _FALLBACK = "(ArithmeticError, ValueError)"
+_BUILTIN_NAMES = frozenset(dir(builtins))
 _NAMESPACE = "xp"  # the array paths' name for NumPy or the arrays' namespace (_namespace_lines)
 _SHAPE_ARGS = {"sum_to": (1, 2), "sum_product": (2, 3), "expand_to": (1,),  # shape-only args
                "reduce_to": (1,)}
@@ -533,11 +602,21 @@ def _variadic_template(op: str, callee: str, count: int) -> str:
     return f"{callee}({', '.join(f'_{i}' for i in range(count))})"
 
 
+# Ops whose value may be their first argument's memory: NumPy views (a reshape, a transpose, a
+# basic slice, and their adjoints), and helpers that return their argument when the shapes
+# already agree.
+_MAY_VIEW = frozenset({"sum_to", "expand_to", "alias", "reshape", "transpose", "squeeze",
+                       "ravel", "expand_dims", "getitem", "reshape_backward",
+                       "transpose_backward"})
+
+
 def _may_alias_input(node: Node) -> bool:
-    """Whether ``node``'s value may be an array the caller owns (an input, or a user's result)."""
+    """Whether ``node``'s value may be an array the caller owns (an input, or a user's result),
+    or a view of one: the gradient with respect to ``b`` of ``a.reshape(3) * b`` is a view of
+    ``a``, which an optimizer's ``a -= lr * d_a`` would change under the caller's feet."""
     if node.op == "sum_product":
         return False  # always a new array or a scalar
-    while node.op == "sum_to":  # sum_to returns its argument unchanged when shapes agree
+    while node.op in _MAY_VIEW:
         node = node.args[0]
     return node.op in (PARAM, GLOBAL, BOUND, "call", "item")
 

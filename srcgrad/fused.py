@@ -282,7 +282,7 @@ class _FusedEmitter(codegen._Emitter):
             f"    {h['parallel']} = {h['numba']}.njit(error_model='numpy', parallel=True)("
             f"{kernel})",
             "",
-            f"    def {parsed.name}({signature}):",
+            f"    def {self.local_name}({signature}):",
             f'        """{self._summary()} of `{parsed.name}` '
             f'({codegen._short(parsed.filename)}, line {parsed.lineno}), fused.',
             "",
@@ -298,7 +298,7 @@ class _FusedEmitter(codegen._Emitter):
             "        # Other kinds of arguments: the NumPy backend's function.",
             f"        return {h['numpy_backend']}({forward})",
             "",
-            f"    return {parsed.name}",
+            f"    return {self.local_name}",
         ]
         return "\n".join(out) + "\n", factory, bindings
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import array_rules, rules
+from . import array_rules, rules, runtime
 from .errors import MissingDerivativeError, SourceUnavailableError
 from .graph import BranchBody, Graph, LoopBody, Node
 from .parse import Assign, Branch, Loop, ParsedFunction, parse_function
@@ -94,13 +94,7 @@ def mirror(graph: Graph, parent: Node, tree: Tree) -> Tree:
 
 def structure_of(value: Any) -> Structure:
     """The structure srcgrad sees in an argument: containers of arrays, or a leaf."""
-    if isinstance(value, dict):
-        return ("dict", tuple(value), tuple(structure_of(v) for v in value.values()))
-    if isinstance(value, (tuple, list)) and not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        return (type(value).__name__ if type(value) in (tuple, list) else "tuple",
-                tuple(range(len(value))), tuple(structure_of(v) for v in value))
-    return None
+    return runtime.structure_of(value)
 
 
 _COMPARE = {ast.Gt: "greater", ast.GtE: "greater_equal", ast.Lt: "less", ast.LtE: "less_equal",

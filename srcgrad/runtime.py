@@ -306,25 +306,48 @@ def shaped_as(shapes: tuple[Any, ...], *values: Any) -> bool:
     """Whether ``values`` are float64 NumPy arrays of exactly these ``shapes``: the condition of
     the path whose broadcasting was resolved when it was generated (see `srcgrad.static`).
 
-    A tuple, list or dict of arrays is matched against a tuple of shapes (a dict's in its
-    order of keys, which is the order the first call had).
+    A tuple or list of arrays is matched against a tuple of shapes, a dict against a dict of
+    them, key by key (the generated code reads a dict by key, in whatever order it comes).
     """
-    i = 0
-    for value in values:
-        if type(value) is np.ndarray:
-            if value.shape != shapes[i] or value.dtype is not _FLOAT64:
+    if len(values) != len(shapes):
+        return False
+    for value, shape in zip(values, shapes, strict=True):
+        kind = type(value)
+        if kind is np.ndarray:
+            if value.shape != shape or value.dtype is not _FLOAT64:
                 return False
-        elif type(value) in _CONTAINERS:
-            parts = value.values() if type(value) is dict else value
-            if len(parts) != len(shapes[i]) or not shaped_as(shapes[i], *parts):
+        elif kind is tuple or kind is list:
+            if type(shape) is not tuple or not shaped_as(shape, *value):
+                return False
+        elif kind is dict:
+            if (type(shape) is not dict or len(value) != len(shape)
+                    or not all(key in value for key in shape)
+                    or not shaped_as(tuple(shape.values()), *(value[key] for key in shape))):
                 return False
         else:
             return False
-        i += 1
-    return i == len(shapes)
+    return True
 
 
-_CONTAINERS = (tuple, list, dict)
+def structure_of(value: Any) -> Any:
+    """The structure srcgrad sees in an argument: containers of arrays, or a leaf (None).
+
+    A tuple or list of numbers is a leaf (it becomes an array). The first call's structures
+    decide how the generated code unpacks its parameters.
+    """
+    if isinstance(value, dict):
+        return ("dict", tuple(value), tuple(structure_of(v) for v in value.values()))
+    if isinstance(value, (tuple, list)) and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return (type(value).__name__ if type(value) in (tuple, list) else "tuple",
+                tuple(range(len(value))), tuple(structure_of(v) for v in value))
+    return None
+
+
+def structures(*values: Any) -> tuple[Any, ...]:
+    """`structure_of` each value: what a generated function compares with its first call's
+    before it unpacks structured parameters (another structure has a transform of its own)."""
+    return tuple(structure_of(value) for value in values)
 
 
 def fits(buffer: np.ndarray, *others: Any) -> np.ndarray | None:

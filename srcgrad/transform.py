@@ -120,6 +120,9 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
         return cached
     lowered = lower.lower(parsed, structures, _inner_gradient)
     graph = lowered.graph
+    restructure = None
+    if mode == "grad" and structures:  # the generated code calls it for other structures
+        restructure = (_restructurer(parsed, wrt, derive, mode, backend, bare), structures)
     if bare:
         derive = functools.partial(derive, bare=True)
     first_derived_id = len(graph.nodes)
@@ -137,7 +140,7 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
         raise parsed.error(f"srcgrad cannot differentiate this line: {missing.reason}.",
                            lineno=missing.node.lineno) from None
     generated = codegen.generate(lowered, derivation, mixed_path,
-                                 shapes if not mixed and not scalars else None)
+                                 shapes if not mixed and not scalars else None, restructure)
     if backend == "numba" and (mixed or not scalars):  # some array to loop over
         fused_derivation = mixed_path[1] if mixed_path else derivation
         generated = fused.generate(lowered, fused_derivation, scalars if mixed else [],
@@ -153,6 +156,54 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
         _CACHE.setdefault(parsed.fn, {})[key] = transform
     return transform
+
+
+def _restructurer(parsed: parse.ParsedFunction, wrt: tuple[str, ...], derive: Deriver,
+                  mode: str, backend: str, bare: bool) -> Callable[..., Any]:
+    """What a generated function calls when its structured parameters come with another
+    structure than at its first call: the transform for this call's (built once, cached)."""
+
+    def restructured(*args: Any, **kwargs: Any) -> Any:
+        structures = call_structures(parsed.fn, args, kwargs)
+        shapes = call_shapes(parsed.fn, args, kwargs)
+        return build(parsed, wrt, structures, derive, mode, backend, shapes,
+                     bare).function(*args, **kwargs)
+
+    return restructured
+
+
+def call_structures(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Each argument's structure (`SCALAR` for a Python float or int), as ``fn`` binds them."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        return {}  # the generated function raises Python's own message for this call
+    bound.apply_defaults()  # a default float is a float parameter too
+    return {name: SCALAR if type(value) in (float, int) else lower.structure_of(value)
+            for name, value in bound.arguments.items()}
+
+
+def call_shapes(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any] | None:
+    """Each argument's shape (a tuple of its elements' for a tuple or list of arrays, a dict
+    for a dict), or None unless every argument is a float64 NumPy array or made of them."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        return None
+
+    def shape(value: Any) -> Any:
+        if type(value) is np.ndarray and value.dtype == np.float64:
+            return value.shape
+        if type(value) in (tuple, list, dict) and value and lower.structure_of(value):
+            parts = tuple(shape(v) for v in (
+                value.values() if type(value) is dict else value))
+            if None in parts:
+                return None
+            return dict(zip(value, parts, strict=True)) if type(value) is dict else parts
+        return None
+
+    shapes = {name: shape(value) for name, value in bound.arguments.items()}
+    return None if None in shapes.values() else shapes
 
 
 def _inner_gradient(graph: Graph, output: Node, wrt: list[Node]) -> list[Node | None]:
@@ -231,37 +282,11 @@ class GradFunction:
         # The first call: its arguments tell which parameters are tuples/lists/dicts of arrays,
         # and if they are all float64 arrays, their shapes (a path specialised to them).
         structures = self._structures(args, kwargs)
-        shapes = self._shapes(args, kwargs) if self._mode == "grad" else None
+        shapes = call_shapes(self.__wrapped__, args, kwargs) if self._mode == "grad" else None
         return self._build(structures, shapes).function(*args, **kwargs)
 
     def _structures(self, args: tuple, kwargs: dict) -> dict[str, Any]:
-        try:
-            bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
-        except TypeError:
-            return {}  # the generated function raises Python's own message for this call
-        bound.apply_defaults()  # a default float is a float parameter too
-        return {name: SCALAR if type(value) in (float, int) else lower.structure_of(value)
-                for name, value in bound.arguments.items()}
-
-    def _shapes(self, args: tuple, kwargs: dict) -> dict[str, Any] | None:
-        """Each argument's shape (a tuple of its elements' for a tuple, list or dict of
-        arrays), or None unless every argument is a float64 NumPy array or made of them."""
-        try:
-            bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
-        except TypeError:
-            return None
-
-        def shape(value: Any) -> Any:
-            if type(value) is np.ndarray and value.dtype == np.float64:
-                return value.shape
-            if type(value) in (tuple, list, dict) and value and lower.structure_of(value):
-                parts = tuple(shape(v) for v in (
-                    value.values() if type(value) is dict else value))
-                return None if None in parts else parts
-            return None
-
-        shapes = {name: shape(value) for name, value in bound.arguments.items()}
-        return None if None in shapes.values() else shapes
+        return call_structures(self.__wrapped__, args, kwargs)
 
     @property
     def function(self) -> Callable[..., Any]:

@@ -110,7 +110,12 @@ def test_gradients_never_alias_the_inputs() -> None:
 def test_shaped_as() -> None:
     a, b = np.zeros((3, 2)), np.zeros(2)
     assert runtime.shaped_as(((3, 2), ((2,), (3, 2))), a, (b, a))
-    assert runtime.shaped_as(((3, 2), ((2,), (3, 2))), a, {"u": b, "v": a})
+    # A dict is matched key by key, in any order, against a dict of shapes.
+    assert runtime.shaped_as(((3, 2), {"u": (2,), "v": (3, 2)}), a, {"u": b, "v": a})
+    assert runtime.shaped_as(((3, 2), {"u": (2,), "v": (3, 2)}), a, {"v": a, "u": b})
+    assert not runtime.shaped_as(((3, 2), {"u": (2,), "v": (3, 2)}), a, {"u": a, "v": b})
+    assert not runtime.shaped_as(((3, 2), {"u": (2,), "v": (3, 2)}), a, {"u": b, "w": a})
+    assert not runtime.shaped_as(((3, 2), ((2,), (3, 2))), a, {"u": b, "v": a})
     assert not runtime.shaped_as(((3, 2), ((2,), (3, 2))), a, (a, a))
     assert not runtime.shaped_as(((3, 2), ((2,), (3, 2))), a, (b,))
     assert not runtime.shaped_as(((3, 2),), a.astype(">f8"))
