@@ -251,9 +251,10 @@ class _Lowering:
                                         "loop can carry numbers and arrays only.",
                                         lineno=stmt.lineno)
         body_graph = Graph(rules.OPS)
-        body_graph.lineno = stmt.lineno
+        body_graph.lineno = self.fixed_lineno or stmt.lineno
         inner = _Lowering(self.parsed, {}, self.differentiate, caller=self, graph=body_graph)
         inner.depth = self.depth
+        inner.fixed_lineno = self.fixed_lineno  # an inlined body: all at the call's line
         index = body_graph.param(stmt.target)
         inner.env[stmt.target] = index
         carried_params = [body_graph.param(name) for name in carried]
@@ -276,7 +277,7 @@ class _Lowering:
         if stmt.condition is not None:  # evaluated first in each iteration: its nodes come first
             condition = inner.value(stmt.condition)
         for part in stmt.body:
-            body_graph.lineno = part.lineno
+            body_graph.lineno = self.fixed_lineno or part.lineno
             inner.statement(part)
         outputs = []
         for name in carried:
@@ -291,7 +292,7 @@ class _Lowering:
         body.condition = condition
         if stmt.exit is not None:  # the `break` flag: the loop stops once it is 0
             body.exit = carried.index(stmt.exit)
-        graph.lineno = stmt.lineno
+        graph.lineno = self.fixed_lineno or stmt.lineno
         node = graph.apply("loop", *bounds, *(self.env[n] for n in carried),
                            *(self.env[n] if n in self.env else self.lookup(n) for n in invariants),
                            attrs=(body,))
@@ -420,14 +421,15 @@ class _Lowering:
         graphs, params, results = [], [], []
         for block in (stmt.then, stmt.orelse):
             sub = Graph(rules.OPS)
-            sub.lineno = stmt.lineno
+            sub.lineno = self.fixed_lineno or stmt.lineno
             inner = _Lowering(self.parsed, {}, self.differentiate, caller=self, graph=sub)
             inner.depth = self.depth
+            inner.fixed_lineno = self.fixed_lineno
             inner.env.update(statics)
             block_params = [sub.param(name) for name in inputs]
             inner.env.update(zip(inputs, block_params, strict=True))
             for part in block:
-                sub.lineno = part.lineno
+                sub.lineno = self.fixed_lineno or part.lineno
                 inner.statement(part)
             values = []
             for name in outputs:
@@ -442,7 +444,7 @@ class _Lowering:
             results.append(values)
         body = BranchBody((graphs[0], graphs[1]), (params[0], params[1]),
                           (results[0], results[1]), outputs, stmt.lineno)
-        graph.lineno = stmt.lineno
+        graph.lineno = self.fixed_lineno or stmt.lineno
         node = graph.apply("branch", condition,
                            *(self.env[n] if n in self.env else self.lookup(n) for n in inputs),
                            attrs=(body,))

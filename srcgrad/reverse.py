@@ -311,6 +311,11 @@ def _zero_derivative(node: Node) -> bool:
 
 
 def _no_rule(node: Node) -> str:
+    if node.op in ("loop_adjoint", "branch_adjoint"):  # a gradient inlined with its regions
+        kind = "a loop" if node.op == "loop_adjoint" else "an `if`"
+        return (f"this calls a gradient whose function has {kind}, and differentiating such a "
+                "gradient again in reverse mode is not supported yet. Take this derivative in "
+                "forward mode instead: srcgrad.forward(f, wrt=...) or srcgrad.jvp(f)")
     if node.op.endswith("_backward"):
         name = rules.numpy_spelling(node.op.removesuffix("_backward"))
         return (f"second derivatives through `{name}` in reverse mode are not supported yet "

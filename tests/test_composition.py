@@ -146,3 +146,29 @@ def test_the_inlined_call_reads_like_the_source():
     source = wave_slope_grad.source
     assert "value, (dx,) = wave(x)" in source  # the comment quoting the call's line
     assert "d_x" in source and "alias" not in source
+
+
+@grad
+def eighth_power(x):
+    for _ in range(3):
+        x = x * x
+    return x
+
+
+def eighth_power_slope(x):
+    _, (d_x,) = eighth_power(x)
+    return d_x
+
+
+def test_a_gradient_with_a_loop_is_differentiated_again_in_forward_mode_only():
+    """Reverse mode over the backward loop of an inlined gradient is not built: a clear error
+    at the call's line that says to use forward mode, which gives 56 x**6."""
+    import srcgrad
+
+    with pytest.raises(TransformError, match="forward mode instead") as raised:
+        grad(eighth_power_slope)(0.7)
+    assert raised.value.lineno == eighth_power_slope.__code__.co_firstlineno + 1
+    assert "eighth_power(x)" in str(raised.value)
+    value, second = srcgrad.forward(eighth_power_slope, wrt="x")(0.7)
+    assert value == pytest.approx(8 * 0.7**7, rel=1e-13)
+    assert second == pytest.approx(56 * 0.7**6, rel=1e-13)
