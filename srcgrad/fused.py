@@ -487,9 +487,11 @@ class _FusedEmitter(codegen._Emitter):
                 return f"{name.split('[')[0]}.reshape({first}.shape)"
             return name
 
-        value = wrapped(self.lowered.output)
-        parts = [value]
         sg = self.helpers["sg"]
+        # The loop adds in float64; the value takes the type NumPy's arithmetic on the arrays
+        # gives (float32 stays float32), as the NumPy backend returns it.
+        value = f"{sg}.value_like({wrapped(self.lowered.output)}, {', '.join(self.arrays)})"
+        parts = [value]
         for section in self.derivation.sections:
             fields = []
             for name, nodes in section.fields:

@@ -329,6 +329,17 @@ def shaped_as(shapes: tuple[Any, ...], *values: Any) -> bool:
     return True
 
 
+def value_like(value: Any, *arrays: np.ndarray) -> Any:
+    """``value`` (a float, or a float64 array) in the floating type NumPy's arithmetic on
+    ``arrays`` gives: what the NumPy backend returns where the fused loop computed in float64."""
+    dtype = np.result_type(*arrays)
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)
+    if isinstance(value, np.ndarray):
+        return value.astype(dtype, copy=False)
+    return dtype.type(value)
+
+
 def structure_of(value: Any) -> Any:
     """The structure srcgrad sees in an argument: containers of arrays, or a leaf (None).
 

@@ -589,6 +589,8 @@ def test_float32_arrays_keep_their_dtype(kinds: Any) -> None:
     y = np.linspace(0.5, -0.5, 5, dtype=np.float32)
     value, grads = fused_f(0.7, x, y)
     assert grads.x.dtype == grads.y.dtype == np.float32
+    assert type(value) is np.float32  # as the NumPy backend's np.sum of float32 arrays
+    assert type(fused_f(0.7, x.astype(np.float64), y)[0]) is np.float64
     assert_same((value, grads), numpy_f(0.7, x, y), "float32", rtol=1e-5, atol=1e-6)
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
     np.testing.assert_allclose(grads.x, 2 * (0.7 * np.sin(x64) - y64) * 0.7 * np.cos(x64),
