@@ -210,6 +210,10 @@ class Graph:
     def param(self, name: str) -> Node:
         return self._leaf((PARAM, name), PARAM, name, name)
 
+    def has_param(self, name: str) -> bool:
+        """Whether the graph has a parameter called ``name`` (`param` would return it)."""
+        return (PARAM, name) in self._table
+
     def global_(self, name: str) -> Node:
         return self._leaf((GLOBAL, name), GLOBAL, name, name)
 

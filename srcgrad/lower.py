@@ -156,6 +156,12 @@ class _Lowering:
         self.caller = caller
         self.depth = caller.depth + 1 if caller else 0
         self.enclosing: _Lowering | None = None  # for a local function: where it was defined
+        # A loop body or a branch: the lowering it is nested in (same function, another graph),
+        # and the values from outside that it takes as extra inputs, beyond the names it reads
+        # (what a local function called inside reads from its definer: see `lookup`).
+        self.outer: _Lowering | None = None
+        self.taken: dict[int, Node] = {}  # id of the outside node -> its parameter here
+        self.extra: list[tuple[Node, str]] = []  # those outside nodes, shared by both branches
         code = fn.__code__
         cells = fn.__closure__ or ()
         self.closure: dict[str, Any] = {}
@@ -255,18 +261,23 @@ class _Lowering:
         inner = _Lowering(self.parsed, {}, self.differentiate, caller=self, graph=body_graph)
         inner.depth = self.depth
         inner.fixed_lineno = self.fixed_lineno  # an inlined body: all at the call's line
+        inner.outer = self
         index = body_graph.param(stmt.target)
         inner.env[stmt.target] = index
         carried_params = [body_graph.param(name) for name in carried]
         inner.env.update(zip(carried, carried_params, strict=True))
-        invariants: list[str] = []
+        invariants: list[Node] = []  # the values outside
+        invariant_params: list[Node] = []
         for name in read:
-            if name in inner.env or (name not in self.env and not self.encloses(name)):
+            if name in inner.env:
                 continue
             value = self.env[name] if name in self.env else self.lookup(name)
+            if value is None:
+                continue
             if isinstance(value, Node):
-                invariants.append(name)
-                inner.env[name] = body_graph.param(name)
+                invariants.append(value)
+                invariant_params.append(body_graph.param(name))
+                inner.env[name] = invariant_params[-1]
             elif isinstance(value, Tree):
                 raise self.parsed.error(f"The loop reads the structured value `{name}`; unpack "
                                         "it before the loop (`W, b = params`).",
@@ -287,14 +298,16 @@ class _Lowering:
                                         "can carry numbers and arrays only.",
                                         lineno=stmt.lineno)
             outputs.append(value)
-        body = LoopBody(body_graph, index, carried_params,
-                        [inner.env[name] for name in invariants], outputs, stmt.lineno)
+        for value, _ in inner.extra:  # what local functions called in the body read
+            invariants.append(value)
+            invariant_params.append(inner.taken[id(value)])
+        body = LoopBody(body_graph, index, carried_params, invariant_params, outputs,
+                        stmt.lineno)
         body.condition = condition
         if stmt.exit is not None:  # the `break` flag: the loop stops once it is 0
             body.exit = carried.index(stmt.exit)
         graph.lineno = self.fixed_lineno or stmt.lineno
-        node = graph.apply("loop", *bounds, *(self.env[n] for n in carried),
-                           *(self.env[n] if n in self.env else self.lookup(n) for n in invariants),
+        node = graph.apply("loop", *bounds, *(self.env[n] for n in carried), *invariants,
                            attrs=(body,))
         for k, name in enumerate(carried):
             output = graph.apply("loop_output", node, attrs=(k,), hint=name)
@@ -407,24 +420,30 @@ class _Lowering:
                    or (n in then_assigned and n in else_assigned)]
         self.loop_locals.update((n, (stmt.lineno, "`if`")) for n in assigned if n not in outputs)
         inputs: list[str] = []
+        values_in: list[Node] = []  # the inputs' values outside
         statics: dict[str, Any] = {}
         for name in dict.fromkeys([*then_read, *else_read, *outputs]):
             value = self.env[name] if name in self.env else self.lookup(name)
             if isinstance(value, Node):
                 inputs.append(name)
+                values_in.append(value)
             elif isinstance(value, Tree):
                 raise self.parsed.error(f"The `if` reads the structured value `{name}`; unpack "
                                         "it before the `if` (`W, b = params`).",
                                         lineno=stmt.lineno)
             elif value is not None:
                 statics[name] = value
-        graphs, params, results = [], [], []
+        graphs, params, results, inners = [], [], [], []
+        extra: list[tuple[Node, str]] = []  # what local functions called in a branch read
         for block in (stmt.then, stmt.orelse):
             sub = Graph(rules.OPS)
             sub.lineno = self.fixed_lineno or stmt.lineno
             inner = _Lowering(self.parsed, {}, self.differentiate, caller=self, graph=sub)
             inner.depth = self.depth
             inner.fixed_lineno = self.fixed_lineno
+            inner.outer = self
+            inner.extra = extra
+            inners.append(inner)
             inner.env.update(statics)
             block_params = [sub.param(name) for name in inputs]
             inner.env.update(zip(inputs, block_params, strict=True))
@@ -442,12 +461,13 @@ class _Lowering:
             graphs.append(sub)
             params.append(block_params)
             results.append(values)
+        for inner, block_params in zip(inners, params, strict=True):  # the same in both
+            block_params += [inner.take(value, name) for value, name in extra]
+        values_in += [value for value, _ in extra]
         body = BranchBody((graphs[0], graphs[1]), (params[0], params[1]),
                           (results[0], results[1]), outputs, stmt.lineno)
         graph.lineno = self.fixed_lineno or stmt.lineno
-        node = graph.apply("branch", condition,
-                           *(self.env[n] if n in self.env else self.lookup(n) for n in inputs),
-                           attrs=(body,))
+        node = graph.apply("branch", condition, *values_in, attrs=(body,))
         for k, name in enumerate(outputs):
             output = graph.apply("branch_output", node, attrs=(k,), hint=name)
             body.output_nodes.append(output)
@@ -466,17 +486,78 @@ class _Lowering:
             self.env[hidden] = saved
         return value
 
-    def encloses(self, name: str) -> bool:
-        """Whether an enclosing function's variables (a local function's) define ``name``."""
-        return self.lookup(name) is not None
-
     def lookup(self, name: str) -> Any:
+        """``name`` in the variables of the functions enclosing this one (a local function's
+        free names, read when it is called, as Python does); None when none defines it.
+
+        The value is the one in force where the call is lowered: when the call is inside a
+        loop or an `if` of the function that defined the local one, its variables are that
+        region's (a variable the loop updates is seen updated), and a value from outside the
+        region becomes an input of it (of every region between, when they nest), so the
+        result is always a node of this lowering's graph.
+        """
         scope = self.enclosing
         while scope is not None:
-            if name in scope.env:
-                return scope.env[name]
+            frame: _Lowering | None = self.view_of(scope)
+            while frame is not None:  # the region where the call is, then the ones around it
+                if name in frame.env:
+                    return self.imported(frame, frame.env[name], name)
+                scope = frame
+                frame = frame.outer
             scope = scope.enclosing
         return None
+
+    def view_of(self, scope: _Lowering) -> _Lowering:
+        """The innermost lowering of ``scope``'s function that this lowering is nested in:
+        ``scope`` itself, or one of its loop bodies or branches (the one the call is in)."""
+        lowering: _Lowering | None = self
+        while lowering is not None:
+            region: _Lowering | None = lowering
+            while region is not None:
+                if region is scope:
+                    return lowering
+                region = region.outer
+            lowering = lowering.caller
+        return scope
+
+    def imported(self, where: _Lowering, value: Any, name: str) -> Any:
+        """``value``, found in the variables of ``where`` (this lowering or one it is nested
+        in), as a value of this lowering's graph: an input of each region in between."""
+        if isinstance(value, Tree):
+            return Tree(value.kind, value.keys, tuple(
+                self.imported(where, child, name) for child in value.children), value.fields)
+        if not isinstance(value, Node) or value.graph is self.graph:
+            return value
+        if value.is_const:
+            return self.graph.const(value.value)
+        regions: list[_Lowering] = []
+        lowering: _Lowering | None = self
+        while lowering is not where:
+            if lowering is None:  # not nested in it: refuse rather than mix graphs
+                raise self.parsed.error(
+                    f"`{name}` is read by a local function called away from where it was "
+                    "defined, which srcgrad cannot follow; pass it as an argument.",
+                    lineno=self.fixed_lineno or self.graph.lineno)
+            if lowering.outer is not None:
+                regions.append(lowering)
+            lowering = lowering.caller
+        for region in reversed(regions):  # outermost first
+            value = region.take(value, name)
+        return value
+
+    def take(self, value: Node, name: str) -> Node:
+        """A loop body's or branch's parameter for ``value``, a node of the enclosing graph
+        that a local function called inside reads (made once per value)."""
+        param = self.taken.get(id(value))
+        if param is None:
+            unique, n = name, 1
+            while self.graph.has_param(unique):  # a name of its own: not another input's
+                n += 1
+                unique = f"{name}_{n}"
+            param = self.taken[id(value)] = self.graph.param(unique)
+            if all(value is not known for known, _ in self.extra):
+                self.extra.append((value, name))
+        return param
 
     def tree(self, parent: Node, structure: Structure) -> Tree:
         """`item` nodes for every element of a structured parameter."""
@@ -547,11 +628,9 @@ class _Lowering:
         name = node.id
         if name in self.env:
             return self.env[name]
-        scope = self.enclosing
-        while scope is not None:  # a local function reads its definer's variables
-            if name in scope.env:
-                return scope.env[name]
-            scope = scope.enclosing
+        found = self.lookup(name)  # a local function reads its definer's variables
+        if found is not None:
+            return found
         if name in self.closure:
             return self.classify(self.closure[name], name, node, where="closure")
         if name in self.globals:
