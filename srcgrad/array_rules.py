@@ -85,6 +85,8 @@ prod_backward = defhelper("prod_backward", 5)  # second derivatives of np.prod: 
 norm_backward = defhelper("norm_backward", 6)  # second derivatives of np.linalg.norm: not yet
 matmul_backward_a = defhelper("matmul_backward_a", 3, jvp=_bilinear("matmul_backward_a", 0, 2))
 matmul_backward_b = defhelper("matmul_backward_b", 3, jvp=_bilinear("matmul_backward_b", 0, 1))
+dot_backward_a = defhelper("dot_backward_a", 3, jvp=_bilinear("dot_backward_a", 0, 2))
+dot_backward_b = defhelper("dot_backward_b", 3, jvp=_bilinear("dot_backward_b", 0, 1))
 outer_backward_a = defhelper("outer_backward_a", 3, jvp=_bilinear("outer_backward_a", 0, 2))
 outer_backward_b = defhelper("outer_backward_b", 3, jvp=_bilinear("outer_backward_b", 0, 1))
 transpose_backward = defhelper("transpose_backward", 2, jvp=linear_in_first("transpose_backward"))
@@ -177,7 +179,7 @@ defarray("norm", (P("x"), P("ord", None), P("axis", None), P("keepdims", False))
 
 # --- products ------------------------------------------------------------------------------------
 defarray("matmul", (P("a"), P("b")), "_0 @ _1",          lambda g, a, b, out: (matmul_backward_a(g, a, b), matmul_backward_b(g, a, b)), _bilinear("matmul", 0, 1))
-defarray("dot",    (P("a"), P("b")), "np.dot(_0, _1)",   lambda g, a, b, out: (matmul_backward_a(g, a, b), matmul_backward_b(g, a, b)), _bilinear("dot", 0, 1))
+defarray("dot",    (P("a"), P("b")), "np.dot(_0, _1)",   lambda g, a, b, out: (dot_backward_a(g, a, b), dot_backward_b(g, a, b)), _bilinear("dot", 0, 1))
 defarray("outer",  (P("a"), P("b")), "np.outer(_0, _1)", lambda g, a, b, out: (outer_backward_a(g, a, b), outer_backward_b(g, a, b)), _bilinear("outer", 0, 1))
 defarray("einsum", (), "np.einsum(*)",
          lambda g, subscripts, *ops, out: (None, *(einsum_backward(g, subscripts, i, *ops) for i in range(len(ops)))),

@@ -15,11 +15,11 @@ writing into a NumPy buffer, so both are kept for NumPy's own arrays and for Pyt
 from __future__ import annotations
 
 __all__ = [
-    "clip_above", "clip_below", "clip_inside", "concatenate_backward", "einsum_backward",
-    "expand_to", "extreme_backward", "getitem_backward", "matmul_backward_a",
-    "matmul_backward_b", "mean_backward", "norm_backward", "outer_backward_a",
-    "outer_backward_b", "prod_backward", "reshape_backward", "stack_backward", "sum_backward",
-    "transpose_backward", "where_mask",
+    "clip_above", "clip_below", "clip_inside", "concatenate_backward", "dot_backward_a",
+    "dot_backward_b", "einsum_backward", "expand_to", "extreme_backward", "getitem_backward",
+    "matmul_backward_a", "matmul_backward_b", "mean_backward", "norm_backward",
+    "outer_backward_a", "outer_backward_b", "prod_backward", "reshape_backward",
+    "stack_backward", "sum_backward", "transpose_backward", "where_mask",
 ]  # fmt: skip
 
 import string
@@ -182,6 +182,43 @@ def matmul_backward_b(g: Any, a: Any, b: Any) -> Any:
         return a.T @ g
     a2, b2, g2 = _as_matrices(g, a, b)
     return _undo_matrix(_swap_last(a2) @ g2, b, b2.shape)
+
+
+def dot_backward_a(g: Any, a: Any, b: Any) -> Any:
+    """Adjoint of ``np.dot(a, b)`` with respect to ``a``: matmul's for vectors and matrices, a
+    product for a number, and a sum over ``b``'s other axes for N-d arrays (where ``np.dot``
+    contracts ``a``'s last axis with ``b``'s second-to-last, unlike matmul)."""
+    na, nb = _ndim(a), _ndim(b)
+    if na == 0 or nb == 0:
+        return _dot_by_number(g, b, a)
+    if na <= 2 and nb <= 2:
+        return matmul_backward_a(g, a, b)
+    xp = _xp(g, a, b)
+    if nb == 1:  # out[i..] = sum_k a[i.., k] b[k]
+        return xp.expand_dims(g, -1) * b
+    # out[i.., j.., l] = sum_k a[i.., k] b[j.., k, l]: sum g b over j.. and l
+    return xp.tensordot(g, b, axes=(list(range(na - 1, _ndim(g))), [*range(nb - 2), nb - 1]))
+
+
+def dot_backward_b(g: Any, a: Any, b: Any) -> Any:
+    """Adjoint of ``np.dot(a, b)`` with respect to ``b``."""
+    na, nb = _ndim(a), _ndim(b)
+    if na == 0 or nb == 0:
+        return _dot_by_number(g, a, b)
+    if na <= 2 and nb <= 2:
+        return matmul_backward_b(g, a, b)
+    xp = _xp(g, a, b)
+    lead = list(range(na - 1))  # sum g a over a's leading axes i..
+    total = xp.tensordot(a, g, axes=(lead, lead))  # (k, j.., l), or (k,) for a vector b
+    return total if nb == 1 else xp.moveaxis(total, 0, -2)
+
+
+def _dot_by_number(g: Any, other: Any, like: Any) -> Any:
+    """Adjoint of ``np.dot`` when an operand is a number (``a * b``), for operand ``like``."""
+    value = g * other
+    if _ndim(like) == 0 and _ndim(value) > 0:
+        value = _xp(value).sum(value)
+    return value
 
 
 def _swap_last(m: Any) -> Any:
