@@ -852,10 +852,16 @@ class _Lowering:
             if isinstance(expr, ast.Constant) and (expr.value is None or isinstance(
                     expr.value, int)):
                 return expr
-            if isinstance(expr, ast.List) and all(  # `w[[0, 0, 2]]`: kept as written
-                    isinstance(e, ast.Constant) and type(e.value) in (int, bool)
-                    for e in expr.elts):
-                return expr
+            if isinstance(expr, ast.List) and all(map(_int_literal, expr.elts)):
+                return expr  # `w[[0, -1, 2]]`: kept as written
+            if isinstance(expr, ast.List):
+                raise self.parsed.error(
+                    "A list in an index must hold integer constants (`x[[0, -1]]`); for "
+                    "computed positions index with an integer array (`x[idx]`, `x[np.arange(n)]`).",
+                    expr)
+            listed = self.constant_index_array(expr)
+            if listed is not None:
+                return listed
             if isinstance(expr, ast.UnaryOp) and isinstance(expr.operand, ast.Constant):
                 return expr
             parts.append(self.value(expr))
@@ -884,6 +890,18 @@ class _Lowering:
         forward = ast.unparse(ast.Subscript(ast.Name("_0", ast.Load()), written, ast.Load()))
         index = ast.unparse(_shift_placeholders(as_object, -1))
         return self.array_op("getitem", base, *parts, attrs=(forward, index))
+
+    def constant_index_array(self, expr: ast.expr) -> ast.List | None:
+        """``np.array([0, 0, 2])`` (or ``np.asarray``) in an index, as the list it is made of:
+        NumPy indexes with a list of integers as with that array."""
+        if not (isinstance(expr, ast.Call) and len(expr.args) == 1 and not expr.keywords
+                and isinstance(expr.args[0], ast.List) and expr.args[0].elts
+                and all(map(_int_literal, expr.args[0].elts))):
+            return None
+        callee = self.expr(expr.func)
+        if isinstance(callee, _Static) and _in(callee.value, (np.array, np.asarray)):
+            return expr.args[0]
+        return None
 
     def _Compare(self, node: ast.Compare) -> Node:
         if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
@@ -1123,6 +1141,14 @@ def _in(obj: Any, collection: Any) -> bool:
         return obj in collection
     except TypeError:
         return False
+
+
+def _int_literal(expr: ast.expr) -> bool:
+    """Whether ``expr`` is an integer written out: ``2``, ``-1``, ``True``."""
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, (ast.USub, ast.UAdd)):
+        expr = expr.operand
+        return isinstance(expr, ast.Constant) and type(expr.value) is int
+    return isinstance(expr, ast.Constant) and type(expr.value) in (int, bool)
 
 
 def _shift_placeholders(expr: ast.expr, offset: int) -> ast.expr:

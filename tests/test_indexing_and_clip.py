@@ -88,3 +88,53 @@ def test_dot_forward_mode_and_hessian_vector_products(shape_a: tuple, shape_b: t
     hv_a, hv_b = autograd.grad(directional, (0, 1))(a, b)
     np.testing.assert_allclose(hv[0], hv_a, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(hv[1], hv_b, rtol=1e-10, atol=1e-12)
+
+
+# -- integer lists and arrays as indices ------------------------------------------------------
+
+
+def first_and_last(a):
+    return a[[0, -1]]
+
+
+def repeated_rows(a):
+    return a[np.array([0, 0, 2])]
+
+
+def rows_and_columns(a):
+    return np.sum(np.sin(a[np.array([0, -1]), 1:])) * np.sum(a[[-2, 1], [0, -1]])
+
+
+def rows_and_columns_twin(a):
+    return anp.sum(anp.sin(a[np.array([0, -1]), 1:])) * anp.sum(a[[-2, 1], [0, -1]])
+
+
+def computed_list(a, i):
+    return a[[i, 0]]
+
+
+def test_a_negative_constant_in_an_index_list():
+    value, grads = srcgrad.grad(first_and_last)(np.arange(4.0))
+    np.testing.assert_array_equal(value, [0.0, 3.0])
+    np.testing.assert_array_equal(grads.a, [1.0, 0.0, 0.0, 1.0])
+
+
+def test_an_integer_array_of_constants_as_an_index():
+    value, grads = srcgrad.grad(repeated_rows)(np.arange(4.0))
+    np.testing.assert_array_equal(value, [0.0, 0.0, 2.0])
+    np.testing.assert_array_equal(grads.a, [2.0, 0.0, 1.0, 0.0])  # row 0 taken twice
+
+
+def test_constant_index_lists_and_arrays_in_a_tuple_index_match_autograd():
+    a = RNG.normal(size=(3, 4))
+    value, grads = srcgrad.grad(rows_and_columns)(a)
+    np.testing.assert_allclose(value, rows_and_columns_twin(a), rtol=1e-13)
+    np.testing.assert_allclose(grads.a, autograd.grad(rows_and_columns_twin)(a), rtol=1e-12)
+
+
+def test_a_computed_index_list_gets_indexing_advice():
+    with pytest.raises(srcgrad.TransformError) as raised:
+        srcgrad.grad(computed_list)(np.arange(4.0), 1)
+    message = str(raised.value)
+    assert "integer constants" in message and "integer array" in message
+    assert "np.stack" not in message
