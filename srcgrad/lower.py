@@ -838,7 +838,12 @@ class _Lowering:
         container = self.expr(node.value)
         if isinstance(container, Tree):
             key = node.slice
-            found = container.child(key.value) if isinstance(key, ast.Constant) else None
+            found = None
+            if isinstance(key, ast.Constant) or _int_literal(key):
+                value = ast.literal_eval(key)
+                if container.kind != "dict" and type(value) is int and value < 0:
+                    value += len(container.children)  # `p[-1]` counts from the end
+                found = container.child(value)
             if found is None:
                 raise self.parsed.error(
                     f"`{ast.unparse(node)}`: the {container.kind} parameter has no element "

@@ -138,3 +138,39 @@ def test_a_computed_index_list_gets_indexing_advice():
     message = str(raised.value)
     assert "integer constants" in message and "integer array" in message
     assert "np.stack" not in message
+
+
+# -- negative indices of tuple and list parameters --------------------------------------------
+
+
+def last_of_a_tuple(p, x):
+    return np.sum(p[0] * x) + p[-1]
+
+
+def counted_from_the_end(p, x):
+    return np.sum(p[-2] * x) + p[-1] * p[1]
+
+
+def too_far_back(p, x):
+    return np.sum(p[-3] * x)
+
+
+@pytest.mark.parametrize("container", [tuple, list])
+def test_negative_indices_of_a_structured_parameter_count_from_the_end(container: type):
+    x = np.arange(3.0)
+    p = container([np.ones(3), 2.0])
+    value, grads = srcgrad.grad(last_of_a_tuple, wrt="p")(p, x)
+    assert value == 5.0
+    assert type(grads) is container
+    np.testing.assert_array_equal(grads[0], x)
+    assert grads[1] == 1.0
+    value, grads = srcgrad.grad(counted_from_the_end, wrt="p")(p, x)
+    assert value == 3.0 + 4.0
+    np.testing.assert_array_equal(grads[0], x)
+    assert grads[1] == 4.0  # d(p1 * p1) / d p1
+
+
+def test_an_index_before_the_first_element_is_a_clear_error():
+    with pytest.raises(srcgrad.TransformError) as raised:
+        srcgrad.grad(too_far_back, wrt="p")([np.ones(3), 2.0], np.arange(3.0))
+    assert "no element -3" in str(raised.value) and "it has 0, 1" in str(raised.value)
