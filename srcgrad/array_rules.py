@@ -98,8 +98,8 @@ PRIMITIVES["expand_to"] = dataclasses.replace(  # a broadcast: its adjoint is a 
     needs_full_adjoint=False)
 where_mask = defhelper("where_mask", 1, elementwise=True)
 clip_inside = defhelper("clip_inside", 3, elementwise=True)
-clip_below = defhelper("clip_below", 2, elementwise=True)
-clip_above = defhelper("clip_above", 2, elementwise=True)
+clip_below = defhelper("clip_below", 3, elementwise=True)
+clip_above = defhelper("clip_above", 3, elementwise=True)
 
 
 def _variadic(name: str, arity: int, jvp: Any = None) -> Any:
@@ -208,7 +208,7 @@ defarray("getitem", (), "<attrs>",
 PRIMITIVES["where"] = Primitive("where", 3, "(_1 if _0 else _2)", "np.where(_0, _1, _2)",
                                 lambda c, x, y, out: (None, where_mask(c), 1.0 - where_mask(c)))
 PRIMITIVES["clip"] = Primitive("clip", 3, "np.clip(_0, _1, _2)", "np.clip(_0, _1, _2)",
-                               lambda x, lo, hi, out: (clip_inside(x, lo, hi), clip_below(x, lo), clip_above(x, hi)),
+                               lambda x, lo, hi, out: (clip_inside(x, lo, hi), clip_below(x, lo, hi), clip_above(x, lo, hi)),
                                signature=(P("a"), P("a_min", None), P("a_max", None)))
 _COMPARISONS = {"greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=",
                 "equal": "==", "not_equal": "!="}

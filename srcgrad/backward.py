@@ -506,28 +506,38 @@ def where_mask(condition: Any) -> Any:
 def clip_inside(x: Any, low: Any, high: Any) -> Any:
     """Partial of ``np.clip(x, low, high)`` in ``x``: 1 where x is inside the bounds.
 
-    Built from the comparisons themselves rather than ``&=`` into a NumPy buffer, so that it
-    stays in ``x``'s library (a lazy dask array stays lazy).
+    NumPy's clip is ``minimum(maximum(x, low), high)``, and its three partials follow that
+    definition exactly, also where ``low > high`` (the result is then ``high``). A tie counts as
+    inside. Built from the comparisons themselves rather than ``&=`` into a NumPy buffer, so
+    that it stays in ``x``'s library (a lazy dask array stays lazy).
     """
     xp = _xp(x, low, high)
     inside = None
     if low is not None:
         inside = xp.greater_equal(x, low)
-    if high is not None:
+    if high is not None:  # where x >= low, maximum(x, low) is x
         below = xp.less_equal(x, high)
         inside = below if inside is None else inside & below
     if inside is None:
         return xp.ones_like(x, dtype=xp.float64)
-    return inside * 1.0 if xp is np else xp.where(inside, 1.0, 0.0)
+    return _ones_where(xp, inside)
 
 
-def clip_below(x: Any, low: Any) -> Any:
-    """Partial of ``np.clip`` in its lower bound: 1 where x was raised to it."""
-    xp = _xp(x, low)
-    return np.less(x, low) * 1.0 if xp is np else xp.where(xp.less(x, low), 1.0, 0.0)
+def clip_below(x: Any, low: Any, high: Any) -> Any:
+    """Partial of ``np.clip`` in its lower bound: 1 where x was raised to it and that was not
+    lowered again to ``high`` (which happens when ``low > high``)."""
+    xp = _xp(x, low, high)
+    raised = xp.less(x, low)
+    if high is not None:  # where x < low, maximum(x, low) is low
+        raised = raised & xp.less_equal(xp.maximum(x, low), high)
+    return _ones_where(xp, raised)
 
 
-def clip_above(x: Any, high: Any) -> Any:
-    """Partial of ``np.clip`` in its upper bound: 1 where x was lowered to it."""
-    xp = _xp(x, high)
-    return np.greater(x, high) * 1.0 if xp is np else xp.where(xp.greater(x, high), 1.0, 0.0)
+def clip_above(x: Any, low: Any, high: Any) -> Any:
+    """Partial of ``np.clip`` in its upper bound: 1 where ``maximum(x, low)`` was lowered to it."""
+    xp = _xp(x, low, high)
+    return _ones_where(xp, xp.greater(x if low is None else xp.maximum(x, low), high))
+
+
+def _ones_where(xp: Any, condition: Any) -> Any:
+    return condition * 1.0 if xp is np else xp.where(condition, 1.0, 0.0)

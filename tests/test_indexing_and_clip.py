@@ -16,6 +16,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from support import central_difference
 
 import srcgrad
 
@@ -174,3 +175,106 @@ def test_an_index_before_the_first_element_is_a_clear_error():
     with pytest.raises(srcgrad.TransformError) as raised:
         srcgrad.grad(too_far_back, wrt="p")([np.ones(3), 2.0], np.arange(3.0))
     assert "no element -3" in str(raised.value) and "it has 0, 1" in str(raised.value)
+
+
+# -- np.clip: NumPy's minimum(maximum(x, low), high), crossed bounds included ---------------------
+
+WEIGHTS = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+# inside, below, above; then low > high with x below both, between them, above both
+X = np.array([0.2, -2.0, 3.0, -3.0, 0.7, 2.0, -1.5, 0.1, 5.0])
+LOW = np.array([-1.0, -1.0, -1.0, 0.0, 1.0, 1.0, -1.0, 0.5, 1.0])
+HIGH = np.array([1.0, 1.0, 1.0, -2.0, 0.5, 0.5, -2.0, -0.5, 0.0])
+
+
+def clip_loss(x, low, high):
+    return np.sum(np.clip(x, low, high) * WEIGHTS)
+
+
+def clip_twin(x, low, high):
+    return anp.sum(anp.minimum(anp.maximum(x, low), high) * WEIGHTS)
+
+
+def clip_times_x(x, low, high):
+    return np.sum(np.clip(x, low, high) * x)
+
+
+def clip_times_x_twin(x, low, high):
+    return anp.sum(anp.minimum(anp.maximum(x, low), high) * x)
+
+
+def clip_number(x, low, high):
+    return np.clip(x, low, high)
+
+
+def clip_twin_number(x, low, high):
+    return anp.minimum(anp.maximum(x, low), high)
+
+
+def clipped_by_itself(a):
+    return np.sum(np.clip(a, -1.0, a))
+
+
+def test_clip_with_crossed_bounds_matches_numpy_definition():
+    np.testing.assert_array_equal(np.clip(X, LOW, HIGH), np.minimum(np.maximum(X, LOW), HIGH))
+    value, grads = srcgrad.grad(clip_loss)(X, LOW, HIGH)
+    want = autograd.grad(clip_twin, (0, 1, 2))(X, LOW, HIGH)
+    assert value == clip_twin(X, LOW, HIGH)
+    for got, expected in zip(grads, want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    # by hand: where low > high the result is high, whatever x is
+    np.testing.assert_array_equal(grads.high, WEIGHTS * [0, 0, 1, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(grads.low, WEIGHTS * [0, 1, 0, 0, 0, 0, 0, 0, 0])
+
+
+def test_clip_forward_mode_with_crossed_bounds():
+    want = autograd.grad(clip_twin, (0, 1, 2))(X, LOW, HIGH)
+    directions = [RNG.normal(size=X.shape) for _ in range(3)]
+    _, along = srcgrad.jvp(clip_loss)((X, LOW, HIGH), directions)
+    np.testing.assert_allclose(along, sum(np.sum(w * d) for w, d in zip(want, directions,
+                                                                          strict=True)))
+    for k, name in enumerate(("x", "low", "high")):
+        _, tangent = srcgrad.forward(clip_loss, wrt=name)(X, LOW, HIGH)
+        np.testing.assert_allclose(tangent, np.sum(want[k]))
+
+
+@pytest.mark.parametrize("x, low, high", list(zip(X.tolist(), LOW.tolist(), HIGH.tolist(),
+                                                   strict=True)))
+@pytest.mark.parametrize("kind", [float, np.float64])
+def test_clip_of_numbers_in_both_modes(x: float, low: float, high: float, kind: type):
+    args = tuple(map(kind, (x, low, high)))
+    value, grads = srcgrad.grad(clip_number)(*args)
+    want = autograd.grad(clip_twin_number, (0, 1, 2))(x, low, high)
+    assert value == np.clip(x, low, high)
+    assert tuple(grads) == want
+    for k, name in enumerate(("x", "low", "high")):
+        _, tangent = srcgrad.forward(clip_number, wrt=name)(*args)
+        assert tangent == want[k]
+        fd = central_difference(
+            lambda v, k=k: float(np.clip(*(v if i == k else a for i, a in enumerate(args)))),
+            args[k])
+        assert tangent == pytest.approx(fd, abs=1e-8)
+
+
+def test_clip_with_its_argument_as_the_upper_bound():
+    """`np.clip(a, -1.0, a)` is `a` everywhere (minimum(maximum(a, -1), a)): slope 1."""
+    a = np.array([-3.0, -0.5, 2.0])
+    value, grads = srcgrad.grad(clipped_by_itself)(a)
+    assert value == np.sum(a)
+    np.testing.assert_array_equal(grads.a, [1.0, 1.0, 1.0])
+    _, tangent = srcgrad.forward(clipped_by_itself, wrt="a")(a)
+    assert tangent == 3.0
+    for number in (-3.0, 2.0):
+        assert srcgrad.grad(clipped_by_itself)(number)[1].a == 1.0
+
+
+def test_clip_in_the_fused_backend_with_crossed_bounds():
+    pytest.importorskip("numba")
+    fused = srcgrad.grad(clip_times_x, backend="numba")
+    value, grads = fused(X, LOW, HIGH)
+    want = autograd.grad(clip_times_x_twin, (0, 1, 2))(X, LOW, HIGH)
+    assert value == pytest.approx(clip_times_x_twin(X, LOW, HIGH), rel=1e-14)
+    for got, expected in zip(grads, want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    a = np.array([-3.0, -0.5, 2.0])
+    _, grads = srcgrad.grad(clipped_by_itself, backend="numba")(a)
+    np.testing.assert_array_equal(grads.a, [1.0, 1.0, 1.0])
