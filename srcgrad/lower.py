@@ -236,6 +236,11 @@ class _Lowering:
             self.unrolled(stmt, items)
             return
         bounds = [self.value(b) for b in stmt.bounds] or [graph.const(0), graph.const(0)]
+        for sequence in stmt.sequences[1:]:  # zip stops at the shortest, as Python's does
+            length = self.value(ast.copy_location(
+                ast.Call(ast.Name("len", ast.Load()), [sequence], []), sequence))
+            bounds[0] = graph.apply("minimum", bounds[0], length,  # builtin min: ints stay ints
+                                    attrs=(rules.PYTHON_SPELLING,))
         if len(bounds) == 1:
             bounds = [graph.const(0), bounds[0]]
         if len(bounds) == 2:
@@ -328,9 +333,13 @@ class _Lowering:
         for value, node in zip(values, stmt.sequences, strict=True):
             if isinstance(value, Tree):
                 items.append(list(value.children[:count]))
-            else:  # an array zipped with a list: its first items
-                items.append([self.expr(ast.copy_location(ast.Subscript(
-                    node, ast.Constant(k), ast.Load()), node)) for k in range(count)])
+            else:  # an array zipped with a list: its first items (it must have as many)
+                array = self.value(node)
+                where = (f"`zip(..., {ast.unparse(node)}, ...)` in {self.parsed.name}, line "
+                         f"{self.parsed.file_line(node)}")
+                items.append([self.array_op("getitem", array, attrs=(
+                    f"sg.zip_item(_0, {k}, {count}, {where!r})", repr(k)))
+                    for k in range(count)])
         return items
 
     def _Tuple(self, node: ast.Tuple | ast.List) -> Tree:
