@@ -85,6 +85,8 @@ prod_backward = defhelper("prod_backward", 5)  # second derivatives of np.prod: 
 norm_backward = defhelper("norm_backward", 6)  # second derivatives of np.linalg.norm: not yet
 matmul_backward_a = defhelper("matmul_backward_a", 3, jvp=_bilinear("matmul_backward_a", 0, 2))
 matmul_backward_b = defhelper("matmul_backward_b", 3, jvp=_bilinear("matmul_backward_b", 0, 1))
+dot_backward_a = defhelper("dot_backward_a", 3, jvp=_bilinear("dot_backward_a", 0, 2))
+dot_backward_b = defhelper("dot_backward_b", 3, jvp=_bilinear("dot_backward_b", 0, 1))
 outer_backward_a = defhelper("outer_backward_a", 3, jvp=_bilinear("outer_backward_a", 0, 2))
 outer_backward_b = defhelper("outer_backward_b", 3, jvp=_bilinear("outer_backward_b", 0, 1))
 transpose_backward = defhelper("transpose_backward", 2, jvp=linear_in_first("transpose_backward"))
@@ -96,8 +98,8 @@ PRIMITIVES["expand_to"] = dataclasses.replace(  # a broadcast: its adjoint is a 
     needs_full_adjoint=False)
 where_mask = defhelper("where_mask", 1, elementwise=True)
 clip_inside = defhelper("clip_inside", 3, elementwise=True)
-clip_below = defhelper("clip_below", 2, elementwise=True)
-clip_above = defhelper("clip_above", 2, elementwise=True)
+clip_below = defhelper("clip_below", 3, elementwise=True)
+clip_above = defhelper("clip_above", 3, elementwise=True)
 
 
 def _variadic(name: str, arity: int, jvp: Any = None) -> Any:
@@ -177,7 +179,7 @@ defarray("norm", (P("x"), P("ord", None), P("axis", None), P("keepdims", False))
 
 # --- products ------------------------------------------------------------------------------------
 defarray("matmul", (P("a"), P("b")), "_0 @ _1",          lambda g, a, b, out: (matmul_backward_a(g, a, b), matmul_backward_b(g, a, b)), _bilinear("matmul", 0, 1))
-defarray("dot",    (P("a"), P("b")), "np.dot(_0, _1)",   lambda g, a, b, out: (matmul_backward_a(g, a, b), matmul_backward_b(g, a, b)), _bilinear("dot", 0, 1))
+defarray("dot",    (P("a"), P("b")), "np.dot(_0, _1)",   lambda g, a, b, out: (dot_backward_a(g, a, b), dot_backward_b(g, a, b)), _bilinear("dot", 0, 1))
 defarray("outer",  (P("a"), P("b")), "np.outer(_0, _1)", lambda g, a, b, out: (outer_backward_a(g, a, b), outer_backward_b(g, a, b)), _bilinear("outer", 0, 1))
 defarray("einsum", (), "np.einsum(*)",
          lambda g, subscripts, *ops, out: (None, *(einsum_backward(g, subscripts, i, *ops) for i in range(len(ops)))),
@@ -206,7 +208,7 @@ defarray("getitem", (), "<attrs>",
 PRIMITIVES["where"] = Primitive("where", 3, "(_1 if _0 else _2)", "np.where(_0, _1, _2)",
                                 lambda c, x, y, out: (None, where_mask(c), 1.0 - where_mask(c)))
 PRIMITIVES["clip"] = Primitive("clip", 3, "np.clip(_0, _1, _2)", "np.clip(_0, _1, _2)",
-                               lambda x, lo, hi, out: (clip_inside(x, lo, hi), clip_below(x, lo), clip_above(x, hi)),
+                               lambda x, lo, hi, out: (clip_inside(x, lo, hi), clip_below(x, lo, hi), clip_above(x, lo, hi)),
                                signature=(P("a"), P("a_min", None), P("a_max", None)))
 _COMPARISONS = {"greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=",
                 "equal": "==", "not_equal": "!="}

@@ -15,11 +15,11 @@ writing into a NumPy buffer, so both are kept for NumPy's own arrays and for Pyt
 from __future__ import annotations
 
 __all__ = [
-    "clip_above", "clip_below", "clip_inside", "concatenate_backward", "einsum_backward",
-    "expand_to", "extreme_backward", "getitem_backward", "matmul_backward_a",
-    "matmul_backward_b", "mean_backward", "norm_backward", "outer_backward_a",
-    "outer_backward_b", "prod_backward", "reshape_backward", "stack_backward", "sum_backward",
-    "transpose_backward", "where_mask",
+    "clip_above", "clip_below", "clip_inside", "concatenate_backward", "dot_backward_a",
+    "dot_backward_b", "einsum_backward", "expand_to", "extreme_backward", "getitem_backward",
+    "matmul_backward_a", "matmul_backward_b", "mean_backward", "norm_backward",
+    "outer_backward_a", "outer_backward_b", "prod_backward", "reshape_backward",
+    "stack_backward", "sum_backward", "transpose_backward", "where_mask",
 ]  # fmt: skip
 
 import string
@@ -182,6 +182,43 @@ def matmul_backward_b(g: Any, a: Any, b: Any) -> Any:
         return a.T @ g
     a2, b2, g2 = _as_matrices(g, a, b)
     return _undo_matrix(_swap_last(a2) @ g2, b, b2.shape)
+
+
+def dot_backward_a(g: Any, a: Any, b: Any) -> Any:
+    """Adjoint of ``np.dot(a, b)`` with respect to ``a``: matmul's for vectors and matrices, a
+    product for a number, and a sum over ``b``'s other axes for N-d arrays (where ``np.dot``
+    contracts ``a``'s last axis with ``b``'s second-to-last, unlike matmul)."""
+    na, nb = _ndim(a), _ndim(b)
+    if na == 0 or nb == 0:
+        return _dot_by_number(g, b, a)
+    if na <= 2 and nb <= 2:
+        return matmul_backward_a(g, a, b)
+    xp = _xp(g, a, b)
+    if nb == 1:  # out[i..] = sum_k a[i.., k] b[k]
+        return xp.expand_dims(g, -1) * b
+    # out[i.., j.., l] = sum_k a[i.., k] b[j.., k, l]: sum g b over j.. and l
+    return xp.tensordot(g, b, axes=(list(range(na - 1, _ndim(g))), [*range(nb - 2), nb - 1]))
+
+
+def dot_backward_b(g: Any, a: Any, b: Any) -> Any:
+    """Adjoint of ``np.dot(a, b)`` with respect to ``b``."""
+    na, nb = _ndim(a), _ndim(b)
+    if na == 0 or nb == 0:
+        return _dot_by_number(g, a, b)
+    if na <= 2 and nb <= 2:
+        return matmul_backward_b(g, a, b)
+    xp = _xp(g, a, b)
+    lead = list(range(na - 1))  # sum g a over a's leading axes i..
+    total = xp.tensordot(a, g, axes=(lead, lead))  # (k, j.., l), or (k,) for a vector b
+    return total if nb == 1 else xp.moveaxis(total, 0, -2)
+
+
+def _dot_by_number(g: Any, other: Any, like: Any) -> Any:
+    """Adjoint of ``np.dot`` when an operand is a number (``a * b``), for operand ``like``."""
+    value = g * other
+    if _ndim(like) == 0 and _ndim(value) > 0:
+        value = _xp(value).sum(value)
+    return value
 
 
 def _swap_last(m: Any) -> Any:
@@ -469,28 +506,38 @@ def where_mask(condition: Any) -> Any:
 def clip_inside(x: Any, low: Any, high: Any) -> Any:
     """Partial of ``np.clip(x, low, high)`` in ``x``: 1 where x is inside the bounds.
 
-    Built from the comparisons themselves rather than ``&=`` into a NumPy buffer, so that it
-    stays in ``x``'s library (a lazy dask array stays lazy).
+    NumPy's clip is ``minimum(maximum(x, low), high)``, and its three partials follow that
+    definition exactly, also where ``low > high`` (the result is then ``high``). A tie counts as
+    inside. Built from the comparisons themselves rather than ``&=`` into a NumPy buffer, so
+    that it stays in ``x``'s library (a lazy dask array stays lazy).
     """
     xp = _xp(x, low, high)
     inside = None
     if low is not None:
         inside = xp.greater_equal(x, low)
-    if high is not None:
+    if high is not None:  # where x >= low, maximum(x, low) is x
         below = xp.less_equal(x, high)
         inside = below if inside is None else inside & below
     if inside is None:
         return xp.ones_like(x, dtype=xp.float64)
-    return inside * 1.0 if xp is np else xp.where(inside, 1.0, 0.0)
+    return _ones_where(xp, inside)
 
 
-def clip_below(x: Any, low: Any) -> Any:
-    """Partial of ``np.clip`` in its lower bound: 1 where x was raised to it."""
-    xp = _xp(x, low)
-    return np.less(x, low) * 1.0 if xp is np else xp.where(xp.less(x, low), 1.0, 0.0)
+def clip_below(x: Any, low: Any, high: Any) -> Any:
+    """Partial of ``np.clip`` in its lower bound: 1 where x was raised to it and that was not
+    lowered again to ``high`` (which happens when ``low > high``)."""
+    xp = _xp(x, low, high)
+    raised = xp.less(x, low)
+    if high is not None:  # where x < low, maximum(x, low) is low
+        raised = raised & xp.less_equal(xp.maximum(x, low), high)
+    return _ones_where(xp, raised)
 
 
-def clip_above(x: Any, high: Any) -> Any:
-    """Partial of ``np.clip`` in its upper bound: 1 where x was lowered to it."""
-    xp = _xp(x, high)
-    return np.greater(x, high) * 1.0 if xp is np else xp.where(xp.greater(x, high), 1.0, 0.0)
+def clip_above(x: Any, low: Any, high: Any) -> Any:
+    """Partial of ``np.clip`` in its upper bound: 1 where ``maximum(x, low)`` was lowered to it."""
+    xp = _xp(x, low, high)
+    return _ones_where(xp, xp.greater(x if low is None else xp.maximum(x, low), high))
+
+
+def _ones_where(xp: Any, condition: Any) -> Any:
+    return condition * 1.0 if xp is np else xp.where(condition, 1.0, 0.0)

@@ -682,6 +682,8 @@ _UFUNCS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide",
            "cos": "cos", "tan": "tan", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh",
            "sqrt": "sqrt", "square": "square", "abs": "absolute", "expm1": "expm1",
            "log1p": "log1p", "arctan": "arctan"}
+_MATMUL_BACKWARD = frozenset({"matmul_backward_a", "matmul_backward_b", "dot_backward_a",
+                              "dot_backward_b"})
 # Operations that read an array without keeping a view of it.
 _READERS = frozenset({*_UFUNCS, "sum", "mean", "max", "min", "prod", "sum_product", "matmul",
                       "dot", "norm"})
@@ -961,10 +963,10 @@ class _Path:
             if axes is not None and (self._f64_array(node.args[0])
                                      or self._f64_array(node.args[1])):
                 return method(product, "sum", axes)
-        elif op in ("matmul_backward_a", "matmul_backward_b") and (
+        elif op in _MATMUL_BACKWARD and (
                 len(shapes[1] or ()) == len(shapes[2] or ()) == 2):
             g, a, b = args
-            if op == "matmul_backward_a":
+            if op in ("matmul_backward_a", "dot_backward_a"):
                 return ast.BinOp(g, ast.MatMult(), ast.Attribute(b, "T", ast.Load()))
             return ast.BinOp(ast.Attribute(a, "T", ast.Load()), ast.MatMult(), g)
         elif op == "mean_backward" and shapes[1] is not None:

@@ -72,10 +72,14 @@ def clip_inside(x, low, high):
 
 
 @_jit
-def clip_below(x, low):
+def clip_below(x, low, high):
+    if high is not None and low > high:
+        return 0.0  # raised to low, then lowered to high
     return 1.0 if x < low else 0.0
 
 
 @_jit
-def clip_above(x, high):
+def clip_above(x, low, high):
+    if low is not None and x < low:
+        x = low
     return 1.0 if x > high else 0.0

@@ -242,6 +242,11 @@ class _Lowering:
             self.unrolled(stmt, items)
             return
         bounds = [self.value(b) for b in stmt.bounds] or [graph.const(0), graph.const(0)]
+        for sequence in stmt.sequences[1:]:  # zip stops at the shortest, as Python's does
+            length = self.value(ast.copy_location(
+                ast.Call(ast.Name("len", ast.Load()), [sequence], []), sequence))
+            bounds[0] = graph.apply("minimum", bounds[0], length,  # builtin min: ints stay ints
+                                    attrs=(rules.PYTHON_SPELLING,))
         if len(bounds) == 1:
             bounds = [graph.const(0), bounds[0]]
         if len(bounds) == 2:
@@ -342,9 +347,13 @@ class _Lowering:
         for value, node in zip(values, stmt.sequences, strict=True):
             if isinstance(value, Tree):
                 items.append(list(value.children[:count]))
-            else:  # an array zipped with a list: its first items
-                items.append([self.expr(ast.copy_location(ast.Subscript(
-                    node, ast.Constant(k), ast.Load()), node)) for k in range(count)])
+            else:  # an array zipped with a list: its first items (it must have as many)
+                array = self.value(node)
+                where = (f"`zip(..., {ast.unparse(node)}, ...)` in {self.parsed.name}, line "
+                         f"{self.parsed.file_line(node)}")
+                items.append([self.array_op("getitem", array, attrs=(
+                    f"sg.zip_item(_0, {k}, {count}, {where!r})", repr(k)))
+                    for k in range(count)])
         return items
 
     def _Tuple(self, node: ast.Tuple | ast.List) -> Tree:
@@ -919,7 +928,12 @@ class _Lowering:
         container = self.expr(node.value)
         if isinstance(container, Tree):
             key = node.slice
-            found = container.child(key.value) if isinstance(key, ast.Constant) else None
+            found = None
+            if isinstance(key, ast.Constant) or _int_literal(key):
+                value = ast.literal_eval(key)
+                if container.kind != "dict" and type(value) is int and value < 0:
+                    value += len(container.children)  # `p[-1]` counts from the end
+                found = container.child(value)
             if found is None:
                 raise self.parsed.error(
                     f"`{ast.unparse(node)}`: the {container.kind} parameter has no element "
@@ -933,10 +947,16 @@ class _Lowering:
             if isinstance(expr, ast.Constant) and (expr.value is None or isinstance(
                     expr.value, int)):
                 return expr
-            if isinstance(expr, ast.List) and all(  # `w[[0, 0, 2]]`: kept as written
-                    isinstance(e, ast.Constant) and type(e.value) in (int, bool)
-                    for e in expr.elts):
-                return expr
+            if isinstance(expr, ast.List) and all(map(_int_literal, expr.elts)):
+                return expr  # `w[[0, -1, 2]]`: kept as written
+            if isinstance(expr, ast.List):
+                raise self.parsed.error(
+                    "A list in an index must hold integer constants (`x[[0, -1]]`); for "
+                    "computed positions index with an integer array (`x[idx]`, `x[np.arange(n)]`).",
+                    expr)
+            listed = self.constant_index_array(expr)
+            if listed is not None:
+                return listed
             if isinstance(expr, ast.UnaryOp) and isinstance(expr.operand, ast.Constant):
                 return expr
             parts.append(self.value(expr))
@@ -965,6 +985,18 @@ class _Lowering:
         forward = ast.unparse(ast.Subscript(ast.Name("_0", ast.Load()), written, ast.Load()))
         index = ast.unparse(_shift_placeholders(as_object, -1))
         return self.array_op("getitem", base, *parts, attrs=(forward, index))
+
+    def constant_index_array(self, expr: ast.expr) -> ast.List | None:
+        """``np.array([0, 0, 2])`` (or ``np.asarray``) in an index, as the list it is made of:
+        NumPy indexes with a list of integers as with that array."""
+        if not (isinstance(expr, ast.Call) and len(expr.args) == 1 and not expr.keywords
+                and isinstance(expr.args[0], ast.List) and expr.args[0].elts
+                and all(map(_int_literal, expr.args[0].elts))):
+            return None
+        callee = self.expr(expr.func)
+        if isinstance(callee, _Static) and _in(callee.value, (np.array, np.asarray)):
+            return expr.args[0]
+        return None
 
     def _Compare(self, node: ast.Compare) -> Node:
         if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
@@ -1204,6 +1236,14 @@ def _in(obj: Any, collection: Any) -> bool:
         return obj in collection
     except TypeError:
         return False
+
+
+def _int_literal(expr: ast.expr) -> bool:
+    """Whether ``expr`` is an integer written out: ``2``, ``-1``, ``True``."""
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, (ast.USub, ast.UAdd)):
+        expr = expr.operand
+        return isinstance(expr, ast.Constant) and type(expr.value) is int
+    return isinstance(expr, ast.Constant) and type(expr.value) in (int, bool)
 
 
 def _shift_placeholders(expr: ast.expr, offset: int) -> ast.expr:

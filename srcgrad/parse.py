@@ -618,8 +618,8 @@ def _iteration(parsed: ParsedFunction, target: ast.expr, iterator: ast.expr, whe
         return over([target], [iterator], index)
     raise parsed.error("srcgrad differentiates loops over `range(...)`, over an array "
                        "(`for v in xs`), over a list or tuple of arrays (`for W, b in "
-                       "layers`), `enumerate(xs)` and `zip(xs, ys)`; zip loops over the "
-                       "length of its first sequence.", where)
+                       "layers`), `enumerate(xs)` and `zip(xs, ys)`; zip stops at the "
+                       "shortest sequence.", where)
 
 
 def _assigned_names(part: Any) -> list[str]:

@@ -28,7 +28,7 @@ from .functions import __all__ as _functions
 __all__ = [*_functions, *_backward, "SCALARS", "NumpyNames", "as_array", "fits", "fusable",
            "any_float", "float64_arrays", "grad_like", "namespace", "numpy_float", "reduce_to",
            "shaped_as", "sign", "step",
-           "sum_product", "sum_squares", "sum_to", "tie_weight"]
+           "sum_product", "sum_squares", "sum_to", "tie_weight", "zip_item"]
 
 SCALARS = (float, int)  # argument types that take the float fast path
 
@@ -504,6 +504,17 @@ def tie_weight(x: Any, y: Any) -> Any:
     if xp is np:
         return np.greater(x, y) + 0.5 * np.equal(x, y)
     return xp.where(xp.greater(x, y), 1.0, xp.where(xp.equal(x, y), 0.5, 0.0))
+
+
+def zip_item(array: Any, k: int, count: int, where: str) -> Any:
+    """Item ``k`` of an array zipped with a list of ``count`` items, in a loop srcgrad unrolled
+    over the list: the array must have an item for each of them. ``where`` names the zip."""
+    if len(array) < count:
+        raise ValueError(
+            f"{where}: the array has {len(array)} items and the list or tuple {count}; srcgrad "
+            "unrolls this loop over the list's items, where Python's zip would stop at the "
+            "shorter. Zip the array with as many items as it has (slice the list or tuple).")
+    return array[k]
 
 
 def fusable(*arrays: Any) -> bool:

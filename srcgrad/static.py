@@ -43,6 +43,8 @@ _FLOAT_UFUNCS = frozenset({
     "tie_weight", "relu", "sigmoid", "log2", "log10", "exp2", "arcsin", "arccos", "arcsinh",
     "arccosh", "arctanh", "reciprocal", "cbrt",
 })
+_MATMUL_BACKWARD = frozenset({"matmul_backward_a", "matmul_backward_b", "dot_backward_a",
+                              "dot_backward_b"})
 _REDUCTIONS = frozenset({"sum", "mean", "max", "min", "prod"})
 
 
@@ -223,9 +225,9 @@ def _infer(node: Node, known: dict[int, Static], leaves: dict[int, tuple[int, ..
             return UNKNOWN
         kind = "f64" if g.kind in ("f64", "weak") else None
         return Static(x.shape, kind, g.fresh and g.shape == x.shape)
-    if op in ("matmul_backward_a", "matmul_backward_b"):
+    if op in _MATMUL_BACKWARD:
         g, a, b = args
-        like = a if op == "matmul_backward_a" else b
+        like = a if op in ("matmul_backward_a", "dot_backward_a") else b
         two_d = a.shape is not None and b.shape is not None and len(a.shape) == len(
             b.shape) == 2
         kind = "f64" if g.kind == a.kind == b.kind == "f64" else None

@@ -165,8 +165,8 @@ HELPERS = {
     "getitem_backward, a new axis": (lambda g, x: sg.getitem_backward(
         g, x, (None, slice(None))), (v6[None, :], v6)),
     "where_mask": (lambda x: sg.where_mask(x > 0), (v6,)),
-    "clip partials": (lambda x: sg.clip_inside(x, -0.5, 0.5) + 2 * sg.clip_below(x, -0.5)
-                      + 3 * sg.clip_above(x, 0.5), (v6,)),
+    "clip partials": (lambda x: sg.clip_inside(x, -0.5, 0.5) + 2 * sg.clip_below(x, -0.5, 0.5)
+                      + 3 * sg.clip_above(x, -0.5, 0.5), (v6,)),
     "sign, step, tie_weight": (lambda x: sg.sign(x) + sg.step(x) + sg.tie_weight(x, x * 0),
                                (v6,)),
 }

@@ -425,6 +425,85 @@ def test_a_break_in_a_list_loop_guards_the_later_items(module_dir: Path):
     assert "if running_" in gradient.source
 
 
+# -- zip of sequences of different lengths ---------------------------------------------------
+
+ZIPS = """
+def zip_two(xs, ys, a):
+    s = 0.0
+    for x, y in zip(xs, ys):
+        s = s + a * x * y
+    return s
+
+
+def zip_three(xs, ys, zs, a):
+    s = 0.0
+    for i, (x, y, z) in enumerate(zip(xs, ys, zs)):
+        s = s + np.sin(a * x) * y * z * (i + 1)
+    return s
+
+
+def zip_with_layers(xs, ws, a):
+    s = 0.0
+    for x, w in zip(xs, ws):
+        s = s + np.sum(x * w) * a
+    return s
+"""
+
+
+def _check_args(fn: Any, twin_fn: Any, args: tuple, grads: tuple) -> None:
+    """Each gradient against autograd and central differences of the plain function."""
+    expected = autograd.grad(twin_fn, tuple(range(len(args))))(*args)
+    for k, (got, want) in enumerate(zip(grads, expected, strict=True)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+        fd = central_difference(
+            lambda v, k=k: float(fn(*args[:k], v, *args[k + 1:])), args[k])
+        np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("lengths", [(3, 2), (2, 3), (3, 3), (1, 4)])
+def test_zip_stops_at_the_shortest_sequence(lengths: tuple[int, int], module_dir: Path):
+    """Python's zip stops at its shortest argument; the generated loop runs as many times."""
+    mine, twin = _modules(module_dir, ZIPS, "zips")
+    rng = np.random.default_rng(sum(lengths))
+    xs, ys = rng.normal(size=lengths[0]), rng.normal(size=lengths[1])
+    value, grads = srcgrad.grad(mine.zip_two)(xs, ys, 0.3)
+    assert value == pytest.approx(mine.zip_two(xs, ys, 0.3), rel=1e-13)
+    _check_args(mine.zip_two, twin.zip_two, (xs, ys, 0.3), tuple(grads))
+    short = min(lengths)
+    np.testing.assert_array_equal(grads.xs[short:], 0.0)  # items zip never reached
+    _, slope = srcgrad.forward(mine.zip_two, wrt="a")(xs, ys, 0.3)
+    assert slope == pytest.approx(float(np.dot(xs[:short], ys[:short])), rel=1e-13)
+    # a list of floats is an array here: zipped the same way
+    value, grads = srcgrad.grad(mine.zip_two)(xs, list(ys), 0.3)
+    assert value == pytest.approx(mine.zip_two(xs, list(ys), 0.3), rel=1e-13)
+    np.testing.assert_allclose(grads.ys, autograd.grad(twin.zip_two, 1)(xs, ys, 0.3))
+
+
+def test_enumerate_of_a_zip_of_three_stops_at_the_shortest(module_dir: Path):
+    mine, twin = _modules(module_dir, ZIPS, "zips")
+    rng = np.random.default_rng(3)
+    args = (rng.normal(size=4), rng.normal(size=5), rng.normal(size=2), 0.7)
+    value, grads = srcgrad.grad(mine.zip_three)(*args)
+    assert value == pytest.approx(mine.zip_three(*args), rel=1e-13)
+    _check_args(mine.zip_three, twin.zip_three, args, tuple(grads))
+
+
+def test_an_array_zipped_with_a_list_of_arrays(module_dir: Path):
+    """Unrolled over the list: an array with more items gives its first ones; one with fewer
+    than the list is a clear error naming the zip, not an IndexError from generated code."""
+    mine, twin = _modules(module_dir, ZIPS, "zips")
+    rng = np.random.default_rng(5)
+    ws = [rng.normal(size=2) for _ in range(3)]
+    xs = rng.normal(size=(4, 2))
+    value, grads = srcgrad.grad(mine.zip_with_layers)(xs, ws, 0.5)
+    assert value == pytest.approx(mine.zip_with_layers(xs, ws, 0.5), rel=1e-13)
+    np.testing.assert_allclose(grads.xs, autograd.grad(twin.zip_with_layers, 0)(xs, ws, 0.5))
+    _check_tree(mine.zip_with_layers, twin.zip_with_layers, (xs, ws, 0.5), 1, grads.ws)
+    with pytest.raises(ValueError, match=r"zip\(\.\.\., xs, \.\.\.\).*2 items and the list or "
+                       r"tuple 3"):
+        srcgrad.grad(mine.zip_with_layers)(xs[:2], ws, 0.5)
+
+
 # -- what is still refused -------------------------------------------------------------------
 
 REFUSED = """

@@ -261,7 +261,8 @@ HELPERS: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {
         g, x, np.array([3, 1, 7])), (A[:3], A)),
     "getitem_backward: a mask": (lambda x: sg.getitem_backward(x[x > 0] * 2, x, x > 0), (v40,)),
     "clip_inside": (lambda x: sg.clip_inside(x, -0.5, 0.5), (v40,)),
-    "clip_below, clip_above": (lambda x: sg.clip_below(x, -0.5) + sg.clip_above(x, 0.5), (v40,)),
+    "clip_below, clip_above": (lambda x: sg.clip_below(x, -0.5, 0.5)
+                               + sg.clip_above(x, -0.5, 0.5), (v40,)),
     "where_mask": (lambda x: sg.where_mask(x > 0), (v40,)),
     "sign, step, tie_weight": (lambda x: sg.sign(x) + sg.step(x) + sg.tie_weight(x, x * 0),
                                (v40,)),
