@@ -330,12 +330,18 @@ def _fd(fn: object, args: tuple, k: int) -> object:
 @pytest.mark.parametrize("kind", [float, np.float64])
 @pytest.mark.parametrize("name", SCALARS)
 def test_scalar_grad(name: str, kind: type, modules: tuple[ModuleType, ModuleType]):
+    _check_grad(modules, name, tuple(kind(a) for a in SCALAR_ARGS), SCALAR_ARGS, ("x", "y"))
+
+
+def _check_grad(modules: tuple[ModuleType, ModuleType], name: str, args: tuple,
+                oracle_args: tuple, params: tuple[str, str]) -> None:
+    """srcgrad's value and gradient of ``name`` against the function itself, autograd on its
+    twin, and central differences."""
     mine, oracle = modules
-    args = tuple(kind(a) for a in SCALAR_ARGS)
     value, grads = srcgrad.grad(getattr(mine, name))(*args)
     _check(value, getattr(mine, name)(*args), f"{name}: value")
-    for k, param in enumerate(("x", "y")):
-        want = autograd.grad(getattr(oracle, name), k)(*SCALAR_ARGS)
+    for k, param in enumerate(params):
+        want = autograd.grad(getattr(oracle, name), k)(*oracle_args)
         _check(getattr(grads, param), want, f"{name}: d/d{param} vs autograd")
         np.testing.assert_allclose(getattr(grads, param), _fd(getattr(mine, name), args, k),
                                    rtol=1e-6, atol=1e-7, err_msg=f"{name}: d/d{param} vs fd")
@@ -369,14 +375,7 @@ def test_scalar_hvp(name: str, modules: tuple[ModuleType, ModuleType]):
 
 @pytest.mark.parametrize("name", ARRAYS)
 def test_array_grad(name: str, modules: tuple[ModuleType, ModuleType]):
-    mine, oracle = modules
-    value, grads = srcgrad.grad(getattr(mine, name))(*ARRAY_ARGS)
-    _check(value, getattr(mine, name)(*ARRAY_ARGS), f"{name}: value")
-    for k, param in enumerate(("w", "v")):
-        want = autograd.grad(getattr(oracle, name), k)(*ARRAY_ARGS)
-        _check(getattr(grads, param), want, f"{name}: d/d{param} vs autograd")
-        np.testing.assert_allclose(getattr(grads, param), _fd(getattr(mine, name), ARRAY_ARGS, k),
-                                   rtol=1e-6, atol=1e-7, err_msg=f"{name}: d/d{param} vs fd")
+    _check_grad(modules, name, ARRAY_ARGS, ARRAY_ARGS, ("w", "v"))
 
 
 @pytest.mark.parametrize("name", ARRAYS)
