@@ -108,6 +108,11 @@ def check_grad(f: Callable[..., Any], *args: Any, rtol: float = 1e-5, atol: floa
     """
     from .modes import HessianFunction  # modes builds on this module's neighbours
 
+    if not callable(f):
+        raise TypeError(f"check_grad() takes the function to check first; got {f!r:.40}.")
+    if not step > 0 or not rtol >= 0 or not atol >= 0:
+        raise ValueError(f"check_grad(): step must be positive and rtol, atol not negative "
+                         f"(got step={step}, rtol={rtol}, atol={atol}).")
     if isinstance(f, HessianFunction):
         entries = _hessian_entries(f, args, kwargs, step)
     else:

@@ -223,6 +223,11 @@ class _Emitter:
         for helper in (*_TEMPLATE_MODULES, "SCALARS", "tuple_new", _NAMESPACE):
             self.helpers[helper] = _fresh(helper, taken | hints)
             taken.add(self.helpers[helper])
+        # The paths' `type(a) in SCALARS` checks: the builtin, under another name if a
+        # parameter is called `type`.
+        self.helpers["type"] = ("type" if "type" not in self.param_names
+                                else _fresh("type_of", taken | hints))
+        taken.add(self.helpers["type"])
         self.containers: dict[int, str] = {}  # id of a namedtuple type -> its bound name
         for section in derivation.sections:
             if section.container is not None and id(section.container) not in self.containers:
@@ -256,6 +261,8 @@ class _Emitter:
                 bindings[self.containers[id(section.container)]] = section.container
         if self.containers:  # only a namedtuple result needs it
             bindings[self.helpers["tuple_new"]] = tuple.__new__
+        if self.helpers["type"] != "type":
+            bindings[self.helpers["type"]] = type
         if self.restructure is not None:
             callback, expected = self.restructure
             bindings[self.helpers["restructured"]] = callback
@@ -282,7 +289,8 @@ class _Emitter:
         ]
         if self.lowered.floats_only:
             condition = " and ".join(
-                f"type({p}) in {self.helpers['SCALARS']}" for p in self.param_names) or "True"
+                f"{self.helpers['type']}({p}) in {self.helpers['SCALARS']}"
+                for p in self.param_names) or "True"
             out.append(f"        if {condition}:")
             out.append("            try:")
             out.append("                # Fast path: Python floats and the math module.")
@@ -298,7 +306,8 @@ class _Emitter:
             body, in_place = self._body(scalar=False, indent=" " * 16, derivation=derivation,
                                         in_place=_InPlace(scalars, arrays, self.lowered),
                                         arrays=arrays)
-            condition = " and ".join(f"type({p}) in {self.helpers['SCALARS']}" for p in scalars)
+            condition = " and ".join(f"{self.helpers['type']}({p}) in {self.helpers['SCALARS']}"
+                                     for p in scalars)
             if in_place:  # buffers are reused only when every array is float64 (see _InPlace)
                 condition += f" and {self.helpers['sg']}.float64_arrays({', '.join(arrays)})"
             out.append(f"        if {condition}:")

@@ -249,6 +249,8 @@ class _FusedEmitter(codegen._Emitter):
         }
         if self.containers:  # only a namedtuple result needs it
             bindings[h["tuple_new"]] = tuple.__new__
+        if h["type"] != "type":
+            bindings[h["type"]] = type
         for section in self.derivation.sections:
             if section.container is not None:
                 bindings[self.containers[id(section.container)]] = section.container

@@ -999,9 +999,17 @@ class _Lowering:
         return None
 
     def _Compare(self, node: ast.Compare) -> Node:
-        if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
-            raise self.parsed.error("Only single comparisons (`a < b`) are supported; they "
-                                    "make masks, with no gradient.", node)
+        if len(node.ops) != 1:
+            raise self.parsed.error("Chained comparisons (`a < b < c`) are not supported; "
+                                    "nest them (`if a < b:` then `if b < c:`) or combine masks "
+                                    "with np.logical_and.", node)
+        if type(node.ops[0]) not in _COMPARE:
+            op = {ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}.get(
+                type(node.ops[0]), "this comparison")
+            raise self.parsed.error(f"`{op}` does not compare numbers: srcgrad compares numbers "
+                                    "and arrays with <, <=, >, >=, == and != (masks, with no "
+                                    "gradient). Decide `is None` and membership before the "
+                                    "call, outside the differentiated function.", node)
         return self.graph.apply(_COMPARE[type(node.ops[0])], self.value(node.left),
                                 self.value(node.comparators[0]))
 

@@ -51,14 +51,15 @@ for _name in ("TryStar", "Match"):
     if hasattr(ast, _name):
         _UNSUPPORTED_STATEMENTS[getattr(ast, _name)] = (
             f"a `{_name.lower().replace('star', '*')}` statement",
-            "Control flow is not supported yet.",
+            "Use `if`/`elif`/`else` (and no `try`: check inputs before the call).",
         )
 
 _UNSUPPORTED_EXPRESSIONS: dict[type, tuple[str, str]] = {
     ast.Yield: ("`yield`", "Return one value; generators cannot be differentiated."),
     ast.YieldFrom: ("`yield from`", "Return one value; generators cannot be differentiated."),
     ast.Await: ("`await`", "Differentiate synchronous code only."),
-    ast.BoolOp: ("`and`/`or`", "Boolean logic is not supported yet."),
+    ast.BoolOp: ("`and`/`or`", "Nest the conditions (`if a:` then `if b:`), or combine masks "
+                 "of arrays with np.logical_and / np.logical_or."),
     ast.ListComp: ("a list comprehension", "srcgrad differentiates `sum([...])` of one; for "
                    "anything else use arrays or a loop."),
     ast.SetComp: ("a set comprehension", "Comprehensions are not supported yet."),

@@ -462,10 +462,22 @@ def as_array(value: Any, parameter: str, function: str, differentiated: bool) ->
     if type(value) is np.ndarray and value.dtype.kind == "f":
         return value  # the common case, checked first
     if isinstance(value, np.ndarray):
-        if value.dtype.kind in "fc":
+        if type(value) is not np.ndarray:  # np.matrix's * is @; a masked array's mask is lost
+            raise TypeError(
+                f"{function}(): parameter '{parameter}' is a {type(value).__name__}, whose "
+                "arithmetic differs from a plain array's; pass np.asarray(...) of it (for a "
+                "masked array, the entries to use: x[~x.mask], or np.ma.filled(x, value)).")
+        if value.dtype.kind == "f":
             return value
+        if value.dtype.kind == "c":
+            raise TypeError(
+                f"{function}(): parameter '{parameter}' is a complex array; srcgrad "
+                "differentiates real functions of real numbers. Pass the real and imaginary "
+                "parts as two real arrays.")
         if value.dtype.kind in "iub":
-            return value  # integers stay integers (they may be indices); gradients are float
+            # Data may stay integer (indices, counts); a differentiated array becomes float64,
+            # or its gradient would be computed in its own integer type (and wrap around).
+            return value.astype(np.float64) if differentiated else value
     elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
             value, bool):
         return value  # a Python float stays weakly typed: float32 arrays stay float32

@@ -254,8 +254,16 @@ class GradFunction:
 
     def __init__(self, fn: Callable[..., Any], wrt: tuple[str, ...] | None,
                  backend: str = "numpy", bare: bool = False) -> None:
+        _check_callable(fn, self._mode)
         original = getattr(fn, "__srcgrad_transform__", None)
         if original is not None:  # `hessian(f)` of a decorated `f`: start from f's source
+            if self._mode == "grad" and original._mode == "grad":
+                raise TypeError(
+                    f"grad() of `{original.__name__}`, which grad already made: it returns "
+                    "(value, grads), not a number, so it has no gradient of its own. For "
+                    f"second derivatives use srcgrad.hessian({original.__name__}) or "
+                    f"srcgrad.hvp, or decorate a function returning one gradient "
+                    f"(`def slope(x): return {original.__name__}(x)[1].x`).")
             fn = original.__wrapped__
         functools.update_wrapper(self, fn)
         self._parsed = parse.parse_function(fn)
@@ -323,6 +331,26 @@ def _format(text: str) -> str:
     return black.format_str(text, mode=black.Mode())
 
 
+def _check_callable(fn: Any, mode: str) -> None:
+    """A clear `TypeError` for what srcgrad cannot read as a Python function's source."""
+    what = "grad" if mode == "grad" else mode
+    if isinstance(fn, (staticmethod, classmethod)):
+        raise TypeError(f"{what}() got a {type(fn).__name__} object: put @{what} below "
+                        f"@{type(fn).__name__}, directly on the `def`.")
+    if isinstance(fn, functools.partial):
+        raise TypeError(f"{what}() takes a function defined with `def`, not a functools.partial: "
+                        "decorate the function itself and pass the fixed arguments when you "
+                        "call it (wrt= chooses the parameters to differentiate).")
+    if not callable(fn):
+        raise TypeError(f"{what}() takes a function defined with `def`; got "
+                        f"{type(fn).__name__} {fn!r:.40}.")
+    if getattr(fn, "__code__", None) is None and rules.primitive_for(fn) is not None:
+        name = getattr(fn, "__name__", repr(fn))
+        raise TypeError(f"srcgrad knows the derivative of {name} already; to differentiate it, "
+                        f"call it from a function of your own: "
+                        f"`@{what}` over `def f(x): return {name}(x)`.")
+
+
 def _check_wrt(function: str, params: list[str], wrt: Iterable[str] | str | None
                ) -> tuple[str, ...]:
     if wrt is None:
@@ -331,6 +359,9 @@ def _check_wrt(function: str, params: list[str], wrt: Iterable[str] | str | None
         return tuple(params)
     if isinstance(wrt, str):
         wrt = (wrt,)
+    if not isinstance(wrt, Iterable) or not all(isinstance(name, str) for name in wrt):
+        raise TypeError(f"wrt={wrt!r}: name the parameters to differentiate, as a string or a "
+                        f"tuple of strings (parameters of {function}: {', '.join(params)}).")
     wanted = list(wrt)
     unknown = [name for name in wanted if name not in params]
     if unknown:
@@ -363,7 +394,8 @@ def grad(fn: Callable[..., Any] | None = None, *, wrt: Iterable[str] | str | Non
         raise ImportError("backend='numba' needs Numba: pip install 'srcgrad[numba]'.")
     if fn is None:
         return functools.partial(grad, wrt=wrt, backend=backend)
-    wrt_tuple = None if wrt is None else ((wrt,) if isinstance(wrt, str) else tuple(wrt))
+    wrt_tuple = None if wrt is None else ((wrt,) if isinstance(wrt, str) else (
+        tuple(wrt) if isinstance(wrt, Iterable) else wrt))  # (else: `_check_wrt` says why)
     # A class per decorated function, so that its __call__ can become the generated function.
     cls = type(f"grad_{getattr(fn, '__name__', 'function')}", (GradFunction,), {})
     return cls(fn, wrt_tuple, backend, bare=isinstance(wrt, str))

@@ -300,3 +300,51 @@ def test_graph_maps_each_forward_node_to_its_adjoint():
     by_hint = {view.graph.nodes[i].hint: adjoint for i, adjoint in view.adjoints.items()}
     assert by_hint["d"].op == "add" and [a.hint for a in by_hint["d"].args] == ["d", "d"]
     assert by_hint["mu"] is view.grads["mu"] and by_hint["x"] is view.grads["x"]
+
+
+def test_differentiated_integer_arrays_are_differentiated_in_float64():
+    """An int8 array's gradient used to be computed in int8 (and wrapped around: 2*100 became
+    -56); data arrays may stay integer, a differentiated one becomes float64."""
+
+    @grad
+    def squares(x):
+        return np.sum(x**2)
+
+    @grad(wrt="w")
+    def weighted(w, counts):
+        return np.sum(w * counts)
+
+    value, grads = squares(np.array([100, 3], dtype=np.int8))
+    assert value == 100**2 + 3**2
+    np.testing.assert_array_equal(grads.x, [200.0, 6.0])
+    assert grads.x.dtype == np.float64
+    _, grads_bool = squares(np.array([True, False]))
+    np.testing.assert_array_equal(grads_bool.x, [2.0, 0.0])
+    counts = np.array([1, 2, 3], dtype=np.int16)
+    _, d_w = weighted(np.ones(3), counts)
+    np.testing.assert_array_equal(d_w, counts)
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.array([1 + 2j]), "complex array"),
+    (np.matrix([[1.0, 2.0]]), "matrix, whose arithmetic differs"),
+    (np.ma.array([1.0, 2.0], mask=[0, 1]), "MaskedArray, whose arithmetic differs"),
+])
+def test_arrays_whose_arithmetic_differs_are_refused(array, words):
+    @grad
+    def total(x, y):
+        return np.sum(x * y)
+
+    with pytest.raises(TypeError, match=words):
+        total(array, 2.0)
+
+
+def test_a_parameter_named_type():
+    @grad
+    def scaled(x, type):
+        return x * type
+
+    assert scaled(2.0, 3.0) == (6.0, (3.0, 2.0))
+    value, grads = scaled(np.array([1.0, 2.0]), 3.0)
+    np.testing.assert_array_equal(grads.x, [3.0, 3.0])
+    assert grads.type == 3.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 
@@ -203,7 +204,7 @@ def test_yield_is_reported():
         (string_global, "a * NAME", ["`NAME` is a str"]),
         (string_constant, '"x"', ["not a real number"]),
         (unpack_other, "b, c = a", ["Tuple unpacking works on tuple/list parameters"]),
-        (chained_compare, "0 < a < 1", ["Only single comparisons"]),
+        (chained_compare, "0 < a < 1", ["Chained comparisons", "nest them"]),
         (unknown_method, "a.cumsum()", ["attribute `.cumsum`", "reshape"]),
         (unknown_keyword, "axs=0", ["does not take the keyword `axs`"]),
         (calls_decorated, "inner(a)", ["returns a tuple", "value, (d_x,) = f(x)"]),
@@ -239,8 +240,52 @@ def test_source_unavailable_for_exec_defined_function():
 
 def test_source_unavailable_for_builtin():
     with pytest.raises(SourceUnavailableError, match="not a Python function") as info:
-        grad(math.sin)
-    assert "sin_derive" in str(info.value)
+        grad(math.gcd)
+    assert "gcd_derive" in str(info.value)
+    # A function srcgrad knows: say how to differentiate it, not how to register it.
+    for known in (math.sin, np.sin):
+        with pytest.raises(TypeError, match=r"knows the derivative of sin already.*return sin"):
+            grad(known)
+
+
+def _times(x, a):
+    return x * a
+
+
+def test_what_grad_cannot_read_is_a_clear_type_error():
+    with pytest.raises(TypeError, match=r"not a functools\.partial"):
+        grad(functools.partial(_times, a=3.0))
+    with pytest.raises(TypeError, match="defined with `def`; got int 3"):
+        grad(3)
+    with pytest.raises(TypeError, match="put @grad below @staticmethod"):
+        grad(staticmethod(_times))
+    with pytest.raises(TypeError, match=r"wrt=0: name the param.*\(parameters of _times: x, a\)"):
+        grad(_times, wrt=0)
+    with pytest.raises(TypeError, match=r"returns \(value, grads\), not a number.*hessian"):
+        grad(grad(_times))
+    assert srcgrad.hessian(grad(_times))(2.0, 3.0)[2][0][1] == 1.0  # d2(xa)/dx da, from f
+
+
+def _is_none(x, y):
+    return x * (y is None)
+
+
+def _member(x):
+    return x * (x in (1.0, 2.0))
+
+
+@pytest.mark.parametrize("fn, op", [(_is_none, "is"), (_member, "in")])
+def test_is_and_in_are_named_in_their_error(fn, op):
+    with pytest.raises(TransformError, match=f"`{op}` does not compare numbers"):
+        grad(fn)(1.5, 2.0) if fn is _is_none else grad(fn)(1.5)
+
+
+def test_check_grad_rejects_what_it_cannot_use():
+    with pytest.raises(TypeError, match="takes the function to check first"):
+        srcgrad.check_grad(None, 1.0)
+    for bad in ({"step": 0}, {"rtol": -1}, {"atol": -0.5}):
+        with pytest.raises(ValueError, match="step must be positive"):
+            srcgrad.check_grad(_times, 1.0, 2.0, **bad)
 
 
 def test_wrong_arity_for_a_primitive():
