@@ -362,6 +362,19 @@ def test_jacobian_of_array_api_arrays_in_both_modes() -> None:
     _on_device_equal(J.A, expected)
 
 
+def test_check_grad_checks_every_block_of_a_structured_hessian() -> None:
+    """check_grad(hessian(f)) compares each block of each pair of leaves with central
+    differences of srcgrad's gradient (it crashed on a tuple parameter)."""
+    report = srcgrad.check_grad(hessian(mlp, wrt="params"), (W, B), X)
+    labels = {entry.parameter for entry in report.entries}
+    assert labels == {f"H[params[{a}]][params[{b}]]" for a in range(2) for b in range(2)}
+    assert len(report.entries) == 8 * 8
+    report = srcgrad.check_grad(hessian(dict_loss, wrt="p"), {"W": W, "c": C}, X)
+    assert len(report.entries) == 8 * 8
+    report = srcgrad.check_grad(hessian(cubes), np.array([1.0, 2.0]), s=3.0)
+    assert len(report.entries) == 9  # H_xx (4), H_xs (2), H_sx (2), H_ss (1)
+
+
 def test_hessian_and_jacobian_of_dask_arrays_stay_lazy() -> None:
     da = pytest.importorskip("dask.array")
     A = np.array([[1.0, 2.0], [3.0, 4.0]])
