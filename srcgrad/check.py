@@ -144,28 +144,34 @@ def check_grad(f: Callable[..., Any], *args: Any, rtol: float = 1e-5, atol: floa
 
 def _hessian_entries(f: Any, args: tuple, kwargs: dict, step: float) -> list[Entry]:
     """Hessian blocks against central differences of srcgrad's own gradient (the lower order,
-    itself checkable against differences of the function)."""
+    itself checkable against differences of the function). A tuple, list or dict parameter
+    is checked block by block, one per pair of leaves (see docs/modes.md)."""
     _, _, blocks = f(*args, **kwargs)
     gradient = grad(f.__wrapped__, wrt=f.wrt)
     bound = inspect.signature(f.__wrapped__).bind(*args, **kwargs)
     bound.apply_defaults()
     entries = []
     for i, name in enumerate(f.wrt):
-        shape = np.shape(bound.arguments[name])
-        for index in np.ndindex(shape):
-            for j, other in enumerate(f.wrt):
-                numeric = np.asarray(_central_difference(
-                    functools.partial(_gradient_entry, gradient, j), bound, name, (), index,
-                    step))
-                analytic = np.asarray(blocks[i][j], dtype=np.float64)
-                for inner in np.ndindex(numeric.shape):
-                    entries.append(Entry(f"H[{name}][{other}]", index + inner,
-                                         float(analytic[index + inner]), float(numeric[inner])))
+        for j, other in enumerate(f.wrt):
+            for label, path, row in _leaves(name, bound.arguments[name], blocks[i][j]):
+                shape = np.shape(_get(bound.arguments[name], path))
+                for other_label, other_path, block in _leaves(other, bound.arguments[other],
+                                                              row):
+                    analytic = np.asarray(block, dtype=np.float64)
+                    for index in np.ndindex(shape):
+                        numeric = np.asarray(_central_difference(
+                            functools.partial(_gradient_entry, gradient, j, other_path), bound,
+                            name, path, index, step))
+                        for inner in np.ndindex(numeric.shape):
+                            entries.append(Entry(f"H[{label}][{other_label}]", index + inner,
+                                                 float(analytic[index + inner]),
+                                                 float(numeric[inner])))
     return entries
 
 
-def _gradient_entry(gradient: Callable[..., Any], j: int, **arguments: Any) -> Any:
-    return np.asarray(gradient(**arguments)[1][j], dtype=np.float64)
+def _gradient_entry(gradient: Callable[..., Any], j: int, path: tuple, **arguments: Any
+                    ) -> Any:
+    return np.asarray(_get(gradient(**arguments)[1][j], path), dtype=np.float64)
 
 
 def _summed(plain: Callable[..., Any]) -> Callable[..., float]:

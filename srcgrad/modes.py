@@ -8,7 +8,7 @@ rest (parsing, lowering, code generation, the cache, ``.source``) is `grad`'s ma
 * `hvp`: forward over reverse. The gradient is a graph like any other, so pushing a tangent
   through it gives the Hessian times that tangent in one sweep, without forming the Hessian.
 * `hessian`: for scalar parameters, one such sweep per parameter, all in one generated
-  function; for array parameters, one Hessian-vector product per entry.
+  function; for array (and tuple, list, dict) parameters, one Hessian-vector product per entry.
 * `jacobian`: one forward sweep per input entry or one reverse sweep per output entry,
   whichever is fewer.
 """
@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 from collections import namedtuple
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from . import codegen, lower, reverse
+from . import codegen, lower, reverse, runtime
 from .forward import Tangents
 from .forward import forward as push_tangents
 from .graph import PARAM, Node
@@ -227,13 +228,26 @@ class _DirectionFunction(GradFunction):
 
     def __call__(self, args: Iterable[Any], directions: Iterable[Any]  # type: ignore[override]
                  ) -> Any:
-        args = tuple(args)
-        directions = tuple(directions)
+        return self._call(tuple(args), {}, tuple(directions))
+
+    def _call(self, args: tuple, kwargs: dict, directions: tuple, check: bool = True) -> Any:
+        """The generated function on ``f(*args, **kwargs)`` along ``directions``; ``check``
+        compares each direction with its parameter (`hessian` and `jacobian` make theirs)."""
         if len(directions) != len(self.wrt):
             raise TypeError(f"{self.__name__}: give one direction per differentiated parameter "
                             f"({', '.join(self.wrt)}); got {len(directions)}.")
-        function = self._build(self._structures(args, {})).function
-        return function(*args, **dict(zip(self.direction_names, directions, strict=True)))
+        if check:
+            try:
+                bound = _bound_arguments(self.__wrapped__, args, kwargs).arguments
+            except TypeError:
+                bound = {}  # the generated function raises Python's own message for this call
+            for name, direction in zip(self.wrt, directions, strict=True):
+                if name in bound:
+                    _check_direction(f"{self._mode} of {self.__name__}", name, bound[name],
+                                     direction)
+        function = self._build(self._structures(args, kwargs)).function
+        return function(*args, **kwargs, **dict(zip(self.direction_names, directions,
+                                                    strict=True)))
 
     @property
     def direction_names(self) -> list[str]:
@@ -264,7 +278,8 @@ class HessianFunction(GradFunction):
     """``f(*args) -> (value, grads, H)``; made by `hessian`.
 
     Scalar parameters: one generated function computes every block (``.source`` shows it).
-    Array parameters: one Hessian-vector product per entry of each parameter.
+    Array parameters: one Hessian-vector product per entry of each parameter (of each leaf
+    of a tuple, list or dict parameter: a block per pair of leaves).
     """
 
     _derive = staticmethod(hessian_blocks)
@@ -282,11 +297,11 @@ class HessianFunction(GradFunction):
             self.mode_used = "blocks"  # the common case, without binding the signature
             return self._transform.function(*args)
         bound = _bound_arguments(self.__wrapped__, args, kwargs)
-        if all(_is_scalar(bound[name]) for name in self.wrt):
+        if all(_is_scalar(bound.arguments[name]) for name in self.wrt):
             self.mode_used = "blocks"
             return self._build(self._structures(args, kwargs)).function(*args, **kwargs)
         self.mode_used = "products"
-        return self._by_products(tuple(bound.values()), [bound[name] for name in self.wrt])
+        return self._by_products(bound, [bound.arguments[name] for name in self.wrt])
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -299,33 +314,36 @@ class HessianFunction(GradFunction):
         the Hessian-vector product applied to each basis vector (arrays)."""
         return self._products.source if self.mode_used == "products" else super().source
 
-    def _by_products(self, args: tuple, params: list[Any]) -> Any:
-        arrays = [np.asarray(p, dtype=np.result_type(np.asarray(p).dtype, np.float32))
-                  for p in params]
-        zeros = [np.zeros_like(a) for a in arrays]
+    def _by_products(self, bound: inspect.BoundArguments, params: list[Any]) -> Any:
+        """One Hessian-vector product per entry of each leaf of each parameter: ``H[i][j]``
+        has parameter i's structure, each leaf of which has parameter j's, each leaf of which
+        is the block of shape ``S_a + S_b`` of the two leaves a and b."""
+        args, kwargs = bound.args, bound.kwargs
+        leaves = _Leaves(params)
         value = grads = None
-        rows: list[list[list[Any]]] = [[[] for _ in arrays] for _ in arrays]
-        for i, array in enumerate(arrays):
-            for k in range(array.size):
-                direction = list(zeros)
-                basis = np.zeros_like(array)
-                basis.flat[k] = 1.0
-                direction[i] = basis
-                value, grads, products = self._products(args, direction)
-                for j, product in enumerate(products):
-                    rows[i][j].append(np.asarray(product))
-        blocks = tuple(
-            tuple(_block(rows[i][j], arrays[i].shape + arrays[j].shape)
-                  for j in range(len(arrays)))
-            for i in range(len(arrays)))
+        # columns[a][b]: the products of leaf b, one per entry of leaf a
+        columns: list[list[list[Any]]] = [[[] for _ in leaves.flat] for _ in leaves.flat]
+        for a, leaf in enumerate(leaves.flat):
+            for k in range(_size(leaf)):
+                value, grads, products = self._products._call(
+                    args, kwargs, leaves.directions(a, k), check=False)
+                for b, product in enumerate(leaves.split(products)):
+                    columns[a][b].append(product)
+        blocks = [[_block(columns[a][b], leaves.flat[a], leaves.flat[b])
+                   for b in range(len(leaves.flat))] for a in range(len(leaves.flat))]
+        H = tuple(
+            tuple(leaves.nest(i, lambda a, j=j: leaves.nest(j, lambda b, a=a: blocks[a][b]))
+                  for j in range(len(params)))
+            for i in range(len(params)))
         if value is None:  # every parameter is empty
-            value, grads = GradFunction(self.__wrapped__, self.wrt)(*args)
-        return value, grads, blocks
+            value, grads = GradFunction(self.__wrapped__, self.wrt)(*args, **kwargs)
+        return value, grads, H
 
 
 class JacobianFunction:
     """``f(*args) -> (value, J)``: J has one field per parameter, shaped ``value.shape +
-    parameter.shape``; made by `jacobian`.
+    parameter.shape`` (for a tuple, list or dict parameter: its structure, each leaf shaped
+    ``value.shape + leaf.shape``); made by `jacobian`.
 
     The rule: forward mode when the parameters have fewer entries in all than the value
     (one forward sweep per parameter entry gives a column), else reverse mode (one reverse
@@ -341,38 +359,41 @@ class JacobianFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = _bound_arguments(self.__wrapped__, args, kwargs)
-        args = tuple(bound.values())
-        params = [np.asarray(bound[name], dtype=float) for name in self.wrt]
-        value, _ = self._columns(args, [np.zeros_like(p) for p in params])
-        out_shape = np.shape(value)
-        inputs = sum(p.size for p in params)
-        outputs = int(np.prod(out_shape))
-        jacobians: list[np.ndarray] = []
+        args, kwargs = bound.args, bound.kwargs
+        params = [bound.arguments[name] for name in self.wrt]
+        leaves = _Leaves(params)
+        value, _ = self._columns._call(args, kwargs, leaves.zeros(), check=False)
+        out_shape = _shape(value)
+        inputs = sum(_size(leaf) for leaf in leaves.flat)
+        outputs = math.prod(out_shape)
+        xp = runtime.namespace(value)
+        blocks: list[Any] = []
         if inputs <= outputs:
             self.mode_used = "forward"
-            for i, p in enumerate(params):
-                columns = []
-                for k in range(p.size):
-                    direction = [np.zeros_like(q) for q in params]
-                    direction[i].flat[k] = 1.0
-                    columns.append(np.broadcast_to(self._columns(args, direction)[1], out_shape))
-                block = np.stack(columns, axis=-1) if columns else np.zeros((*out_shape, 0))
-                jacobians.append(block.reshape(out_shape + p.shape))
+            for a, leaf in enumerate(leaves.flat):
+                columns = [xp.broadcast_to(
+                    _as_array(self._columns._call(args, kwargs, leaves.directions(a, k),
+                                                  check=False)[1], xp), out_shape)
+                    for k in range(_size(leaf))]
+                block = (xp.stack(columns, axis=-1) if columns
+                         else xp.zeros((*out_shape, 0), **_like(value, xp)))
+                blocks.append(xp.reshape(block, out_shape + _shape(leaf)))
         else:
             self.mode_used = "reverse"
-            function = self._rows._build(self._rows._structures(args, {})).function
-            rows: list[list[np.ndarray]] = [[] for _ in params]
+            function = self._rows._build(self._rows._structures(args, kwargs)).function
+            rows: list[list[Any]] = [[] for _ in leaves.flat]
             seed_name = self._rows._build().generated.extra_params[0]
             for m in range(outputs):
-                seed = np.zeros(out_shape)
-                seed.flat[m] = 1.0
-                _, grads = function(*args, **{seed_name: seed if out_shape else 1.0})
-                for i, g in enumerate(grads):
-                    rows[i].append(np.asarray(g))
-            jacobians = [np.stack(r).reshape(out_shape + p.shape) for r, p in zip(
-                rows, params, strict=True)]
+                seed = _unit(value, m, xp) if out_shape else 1.0
+                _, grads = function(*args, **kwargs, **{seed_name: seed})
+                for a, g in enumerate(leaves.split(grads)):
+                    rows[a].append(_as_array(g, xp))
+            blocks = [xp.reshape(xp.stack(r), out_shape + _shape(leaf))
+                      for r, leaf in zip(rows, leaves.flat, strict=True)]
+        blocks = [float(b) if not _shape(b) else b for b in blocks]
         container = _tuple_type(self.__name__, "jacobians", self.wrt)
-        return value, container(*(j if j.shape else float(j) for j in jacobians))
+        return value, container(*(leaves.nest(i, blocks.__getitem__)
+                                  for i in range(len(params))))
 
     @property
     def source(self) -> str:
@@ -381,17 +402,174 @@ class JacobianFunction:
         return chosen.source
 
 
-def _block(columns: list[Any], shape: tuple[int, ...]) -> Any:
-    """One Hessian block from its columns: a float for two scalar parameters."""
-    block = np.stack(columns).reshape(shape) if columns else np.zeros(shape)
-    return float(block) if block.ndim == 0 else block
+class _Leaves:
+    """The differentiated parameters as one flat list of leaves (arrays and numbers; a tuple,
+    list or dict parameter contributes its leaves in order), and the way back: directions
+    with one basis vector, and results following the parameters' structures."""
+
+    def __init__(self, params: list[Any]) -> None:
+        self.params = params
+        self.flat: list[Any] = []
+        self.first: list[int] = []  # where each parameter's leaves start in ``flat``
+        for param in params:
+            self.first.append(len(self.flat))
+            self.flat.extend(_flatten(param, param))
+
+    def zeros(self) -> tuple:
+        """A direction of zeros for every parameter."""
+        return self.directions(None, 0)
+
+    def directions(self, leaf: int | None, entry: int) -> tuple:
+        """One direction per parameter: zero but for entry ``entry`` of leaf ``leaf``, 1."""
+        made = [_unit(x, entry, runtime.namespace(x)) if a == leaf
+                else _zeros(x, runtime.namespace(x)) for a, x in enumerate(self.flat)]
+        return tuple(self.nest(i, made.__getitem__) for i in range(len(self.params)))
+
+    def split(self, results: Iterable[Any]) -> list[Any]:
+        """One result per parameter (structured like it) -> one per leaf, in ``flat``'s order."""
+        return [leaf for param, result in zip(self.params, results, strict=True)
+                for leaf in _flatten(param, result)]
+
+    def nest(self, i: int, leaf_value: Callable[[int], Any]) -> Any:
+        """Parameter ``i``'s structure holding ``leaf_value(a)`` for each of its leaves a."""
+        counter = iter(range(self.first[i], len(self.flat)))
+        return _rebuild(self.params[i], lambda: leaf_value(next(counter)))
 
 
-def _bound_arguments(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
-    """Every argument of a call by name, defaults filled in (modes call with them in order)."""
+def _flatten(like: Any, value: Any) -> list[Any]:
+    """The leaves of ``value``, which has ``like``'s structure, in ``like``'s order."""
+    if runtime.structure_of(like) is None:
+        return [value]
+    keys = list(like) if isinstance(like, dict) else range(len(like))
+    return [leaf for key in keys for leaf in _flatten(like[key], value[key])]
+
+
+def _rebuild(like: Any, leaf: Callable[[], Any]) -> Any:
+    """``like``'s structure (tuples, lists, dicts), with a new ``leaf()`` for each leaf."""
+    if runtime.structure_of(like) is None:
+        return leaf()
+    if isinstance(like, dict):
+        return {key: _rebuild(child, leaf) for key, child in like.items()}
+    children = [_rebuild(child, leaf) for child in like]
+    return children if isinstance(like, list) else tuple(children)
+
+
+def _shape(value: Any) -> tuple:
+    shape = getattr(value, "shape", None)
+    return tuple(np.shape(value) if shape is None else shape)
+
+
+def _size(value: Any) -> int:
+    return math.prod(_shape(value))
+
+
+def _like(value: Any, xp: Any) -> dict[str, Any]:
+    """Keyword arguments making a new array of ``value``'s float dtype and device in ``xp``:
+    integer parameters get float64 directions, float32 ones float32 ones."""
+    dtype = getattr(value, "dtype", None)
+    if xp is np:
+        return {"dtype": np.result_type(np.float64 if dtype is None else dtype, np.float32)}
+    if dtype is None or not xp.isdtype(dtype, ("real floating", "complex floating")):
+        dtype = xp.float64
+    device = getattr(value, "device", None)
+    return {"dtype": dtype} if device is None else {"dtype": dtype, "device": device}
+
+
+def _zeros(like: Any, xp: Any) -> Any:
+    """A direction of zeros for ``like``: 0.0 for a number, else an array in its namespace
+    (``np.zeros_like`` keeps arrays that dispatch NumPy's functions theirs: Dask, CuPy)."""
+    if _is_scalar(like):
+        return 0.0
+    if xp is np:
+        return np.zeros_like(like, **_like(like, xp))
+    return xp.zeros(_shape(like), **_like(like, xp))
+
+
+def _unit(like: Any, entry: int, xp: Any) -> Any:
+    """Basis vector ``entry`` (in C order) of ``like``'s shape: 1.0 for a number."""
+    if _is_scalar(like):
+        return 1.0
+    if xp is np:
+        basis = _zeros(like, xp)
+        basis[np.unravel_index(entry, _shape(like))] = 1.0
+        return basis
+    options = _like(like, xp)
+    positions = xp.arange(_size(like), **({"device": options["device"]}
+                                          if "device" in options else {}))
+    return xp.reshape(xp.astype(positions == entry, options["dtype"]), _shape(like))
+
+
+def _as_array(value: Any, xp: Any) -> Any:
+    """``value`` as an array of ``xp``; arrays NumPy's functions dispatch to (NumPy's, Dask's,
+    CuPy's) stay as they are, so that a lazy result is stacked lazily."""
+    if xp is np:
+        return value if hasattr(value, "__array_function__") else np.asarray(value)
+    return xp.asarray(value)
+
+
+def _block(columns: list[Any], a: Any, b: Any) -> Any:
+    """The Hessian block of leaves ``a`` and ``b`` from its columns (the products of leaf b,
+    one per entry of a): shape ``S_a + S_b``, a float for two numbers (or 0-d arrays)."""
+    shape = _shape(a) + _shape(b)
+    if shape == ():
+        return float(columns[0])
+    xp = runtime.namespace(a, b, *columns)
+    block = (xp.reshape(xp.stack([_as_array(c, xp) for c in columns]), shape) if columns
+             else xp.zeros(shape, **_like(b if runtime.namespace(b) is xp else a, xp)))
+    return block
+
+
+def _check_direction(where: str, path: str, param: Any, direction: Any) -> None:
+    """A direction must have its parameter's structure, and each leaf its leaf's shape
+    (docs/modes.md: directions are not broadcast); anything else is an error naming it."""
+    what = f"{where}: the direction for parameter {path}"
+    if runtime.structure_of(param) is None:
+        try:
+            given = _shape(direction)
+        except (TypeError, ValueError):  # a ragged list, an object that is no array
+            given = None
+        expected = _shape(param)
+        if runtime.structure_of(direction) is not None or given is None:
+            raise TypeError(f"{what} must be shaped like it, {expected}; got "
+                            f"{_describe(direction)}.")
+        if given != expected and all(isinstance(d, int) for d in given + expected):
+            raise ValueError(
+                f"{what} must have its shape {expected}; got shape {given}. Directions are "
+                "not broadcast: for a constant direction give an array of the parameter's "
+                "shape (np.full(shape, c)).")
+        return
+    if isinstance(param, dict):
+        if not isinstance(direction, dict) or set(direction) != set(param):
+            raise TypeError(f"{what} must be a dict with its keys {list(param)}; got "
+                            f"{_describe(direction)}.")
+        for key in param:
+            _check_direction(where, f"{path}[{key!r}]", param[key], direction[key])
+        return
+    if not isinstance(direction, (tuple, list)) or len(direction) != len(param):
+        raise TypeError(f"{what} must be a tuple or list of {len(param)} directions, like "
+                        f"it; got {_describe(direction)}.")
+    for index, (leaf, along) in enumerate(zip(param, direction, strict=True)):
+        _check_direction(where, f"{path}[{index}]", leaf, along)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"a dict with keys {list(value)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    try:
+        return f"a {type(value).__name__} of shape {_shape(value)}"
+    except (TypeError, ValueError):
+        return f"a {type(value).__name__}"
+
+
+def _bound_arguments(fn: Callable[..., Any], args: tuple, kwargs: dict
+                     ) -> inspect.BoundArguments:
+    """The call bound to ``fn``'s signature, defaults filled in: ``.arguments`` by name,
+    ``.args`` and ``.kwargs`` as the signature takes them (keyword-only ones by keyword)."""
     bound = inspect.signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
-    return dict(bound.arguments)
+    return bound
 
 
 def _is_scalar(value: Any) -> bool:
@@ -423,20 +601,23 @@ jvp = _decorator(JVPFunction)
 jvp.__doc__ = """Jacobian-vector product: ``jvp(f)(args, tangents) -> (value, derivative)``.
 
 ``args`` is the tuple of f's arguments, ``tangents`` one direction per differentiated
-parameter (shaped, or structured, like it); the result is the derivative of the value along
-that direction, shaped like the value.
+parameter (shaped, or structured, like it: not broadcast, anything else is an error); the
+result is the derivative of the value along that direction, shaped like the value.
 """
 hvp = _decorator(HVPFunction)
 hvp.__doc__ = """Hessian-vector product: ``hvp(f)(args, v) -> (value, grads, Hv)``.
 
 Forward mode over the reverse-mode gradient: the Hessian is never formed. ``v`` has one
-direction per differentiated parameter; ``Hv`` is shaped like ``grads``.
+direction per differentiated parameter, shaped (or structured) like it; ``Hv`` is shaped like
+``grads``.
 """
 hessian = _decorator(HessianFunction)
 hessian.__doc__ = """Hessian: ``hessian(f)(*args) -> (value, grads, H)``.
 
 ``H[i][j]`` holds the second derivatives for parameters i and j: a float for two scalars,
-shape ``S_i + S_j`` for arrays of shapes ``S_i`` and ``S_j``.
+shape ``S_i + S_j`` for arrays of shapes ``S_i`` and ``S_j``. For tuple, list or dict
+parameters, ``H[i][j]`` has i's structure, each leaf of which has j's, each leaf of which is
+the block of the two leaves (see docs/modes.md).
 """
 jacobian = _decorator(JacobianFunction)
 jacobian.__doc__ = JacobianFunction.__doc__
