@@ -226,8 +226,14 @@ class _DirectionFunction(GradFunction):
 
     _direct_calls = False
 
-    def __call__(self, args: Iterable[Any], directions: Iterable[Any]  # type: ignore[override]
+    def __call__(self, args: Iterable[Any] = (), directions: Any = None,  # type: ignore[override]
                  ) -> Any:
+        usage = (f"{self._mode}(f) is called with two tuples, the arguments of f and one "
+                 f"direction per differentiated parameter ({', '.join(self.wrt)}): "
+                 f"{self._mode}(f)((x, y), (dx, dy))")
+        if directions is None or not isinstance(args, (tuple, list)) or not isinstance(
+                directions, (tuple, list)):
+            raise TypeError(usage)
         return self._call(tuple(args), {}, tuple(directions))
 
     def _call(self, args: tuple, kwargs: dict, directions: tuple, check: bool = True) -> Any:

@@ -387,3 +387,17 @@ def test_hessian_and_jacobian_of_dask_arrays_stay_lazy() -> None:
         _, J = made(0.7, lazy)
         assert isinstance(J.s, da.Array), made.mode_used
         close(J.s.compute(), np.sin(A))
+
+
+def _product(x, y):
+    return x * y
+
+
+@pytest.mark.parametrize("mode", ["jvp", "hvp"])
+def test_a_call_without_the_two_tuples_says_how_to_call(mode):
+    made = getattr(srcgrad, mode)(_product)
+    for call in (lambda: made(1.0, 2.0), lambda: made((1.0, 2.0)), lambda: made(1.0)):
+        with pytest.raises(TypeError, match=rf"{mode}\(f\)\(\(x, y\), \(dx, dy\)\)"):
+            call()
+    value, *rest = made((1.0, 2.0), (1.0, 0.0))
+    assert value == 2.0 and rest[-1] == (2.0 if mode == "jvp" else (0.0, 1.0))
