@@ -97,7 +97,8 @@ class Generated:
 def generate(lowered: Lowered, derivation: Derivation,
              mixed: tuple[list[str], Derivation] | None = None,
              shapes: dict[str, Any] | None = None,
-             restructure: tuple[Callable[..., Any], dict[str, Any]] | None = None) -> Generated:
+             restructure: tuple[Callable[..., Any], dict[str, Any]] | None = None,
+             refresh: Callable[..., Any] | None = None) -> Generated:
     """Emit, compile and return the function that computes ``lowered``'s value and what
     ``derivation`` describes (gradients, tangents, Hessian blocks).
 
@@ -111,8 +112,11 @@ def generate(lowered: Lowered, derivation: Derivation,
     ``restructure`` is a function to call instead, with the call's arguments, when structured
     parameters (tuples, lists, dicts of arrays) come with another structure than the one
     given for them (the first call's), which the generated code unpacks.
+
+    ``refresh`` is a function to call instead, with the call's arguments, when a module-level
+    function the code was built from is no longer what that global name holds (redefined).
     """
-    emitter = _Emitter(lowered, derivation, mixed, shapes, restructure)
+    emitter = _Emitter(lowered, derivation, mixed, shapes, restructure, refresh)
     text, factory_name, bindings = emitter.module_text()
     function, filename = compile_generated(lowered, text, factory_name, bindings, "srcgrad")
     return Generated(function, text, filename, list(derivation.extra_params))
@@ -200,7 +204,8 @@ class _Emitter:
     def __init__(self, lowered: Lowered, derivation: Derivation,
                  mixed: tuple[list[str], Derivation] | None = None,
                  shapes: dict[str, Any] | None = None,
-                 restructure: tuple[Callable[..., Any], dict[str, Any]] | None = None) -> None:
+                 restructure: tuple[Callable[..., Any], dict[str, Any]] | None = None,
+                 refresh: Callable[..., Any] | None = None) -> None:
         self.mixed = mixed
         self.shapes = shapes
         self.restructure = restructure if restructure and restructure[1] else None
@@ -213,7 +218,7 @@ class _Emitter:
         self.param_names = [p.name for p in self.parsed.params] + derivation.extra_params
         # No name the code assigns may hide a builtin it calls (`slice(0, 3)`, `type(a)`).
         taken = (set(self.param_names) | set(lowered.live_globals) | set(lowered.bound)
-                 | _BUILTIN_NAMES)
+                 | set(lowered.frozen_functions) | _BUILTIN_NAMES)
         hints = {n.hint for n in lowered.graph.nodes if n.hint}
         # The generated function's name inside its factory: the user's, unless a builtin's.
         self.local_name = (self.parsed.name if self.parsed.name not in _BUILTIN_NAMES
@@ -239,6 +244,15 @@ class _Emitter:
             for helper in ("restructured", "STRUCTURES"):
                 self.helpers[helper] = _fresh(helper, taken | hints)
                 taken.add(self.helpers[helper])
+        # The guard of `_freshness_guard`: each module function as it was at the first call.
+        self.refresh = refresh if refresh and lowered.frozen_functions else None
+        self.frozen: dict[str, str] = {}  # global name -> the name its first value is bound as
+        if self.refresh is not None:
+            self.helpers["refreshed"] = _fresh("refreshed", taken | hints)
+            taken.add(self.helpers["refreshed"])
+            for name in sorted(lowered.frozen_functions):
+                self.frozen[name] = _fresh(f"{name}_at_first_call", taken | hints)
+                taken.add(self.frozen[name])
         # The generated function's own name, for the array path's retry with NumPy floats.
         self.again = _fresh(f"{self.parsed.name}_again", taken | hints)
         taken.add(self.again)
@@ -263,6 +277,10 @@ class _Emitter:
             bindings[self.helpers["tuple_new"]] = tuple.__new__
         if self.helpers["type"] != "type":
             bindings[self.helpers["type"]] = type
+        if self.refresh is not None:
+            bindings[self.helpers["refreshed"]] = self.refresh
+            for name, bound in self.frozen.items():
+                bindings[bound] = self.lowered.frozen_functions[name]
         if self.restructure is not None:
             callback, expected = self.restructure
             bindings[self.helpers["restructured"]] = callback
@@ -286,6 +304,7 @@ class _Emitter:
             "",
             *self._returns(),
             '        """',
+            *self._freshness_guard(),
         ]
         if self.lowered.floats_only:
             condition = " and ".join(
@@ -347,6 +366,18 @@ class _Emitter:
             bindings.update(hidden)
             out[1] = f"def {factory}({', '.join(bindings)}):"
         return "\n".join(out) + "\n", factory, bindings
+
+    def _freshness_guard(self) -> list[str]:
+        """A call after one of the module's functions this code inlined or calls was redefined
+        (a notebook cell run again) goes to a transform built from the new definition."""
+        if self.refresh is None:
+            return []
+        changed = " or ".join(f"{name} is not {bound}" for name, bound in self.frozen.items())
+        return [f"        if {changed}:",
+                f"            # {', '.join(self.frozen)} redefined since the first call: built "
+                "again",
+                f"            return {self.helpers['refreshed']}"
+                f"({', '.join(self._call_arguments())})"]
 
     def _structure_guard(self) -> list[str]:
         """A call whose tuples, lists or dicts of arrays are not shaped as at the first call

@@ -155,7 +155,7 @@ class _Kinds:
 
 def _describe(node: Node) -> str:
     if node.op == "call":
-        return f"a call to `{node.attrs[0].name}`"
+        return f"a call to `{node.attrs[0].label}`"
     if node.op in REGIONS | REGION_VALUES:
         return "a loop" if node.op.startswith("loop") else "an `if`"
     return f"`{rules.numpy_spelling(node.op.removesuffix('_backward'))}`"

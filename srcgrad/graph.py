@@ -321,7 +321,7 @@ def _dot_label(node: Node) -> str:
         return f"{node.op} {node.hint}"
     op = node.op
     if op == "call" and node.attrs:
-        op = node.attrs[0].name
+        op = node.attrs[0].label
     return f"{op}\n{node.hint}" if node.hint else op
 
 

@@ -112,6 +112,10 @@ class Lowered:
     params: dict[str, Node]
     bound: dict[str, Any] = field(default_factory=dict)  # name -> object bound into the code
     live_globals: set[str] = field(default_factory=set)  # module globals read at call time
+    # Module-level functions the code was built from (inlined, or called with a derivative),
+    # by their global name: the generated code checks they are still those (a notebook may
+    # redefine one), and if not is built again.
+    frozen_functions: dict[str, Any] = field(default_factory=dict)
     trees: dict[str, Tree] = field(default_factory=dict)  # structured parameters
     floats_only: bool = True  # every global/closure value is a plain number: float path valid
 
@@ -716,6 +720,9 @@ class _Lowering:
                 self.result.live_globals.add(name)
                 return self.graph.global_(name)
             return self.graph.bound(self.bind_name(name, value), value)
+        if (where == "global" and isinstance(value, types.FunctionType)
+                and rules.primitive_for(value) is None and name not in _BUILTIN_CALLS):
+            self.result.frozen_functions[name] = value  # a function of the user's
         if isinstance(value, (bool, np.bool_, str, bytes, list, tuple, dict, set)) or value is None:
             raise self.parsed.error(
                 f"`{name}` is {_describe(value)}; srcgrad computes with numbers and arrays "
@@ -726,8 +733,11 @@ class _Lowering:
         """A name under which ``obj`` is bound into the generated code."""
         base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in preferred) or "bound"
         name, n = base, 1
+        # Never the name of a module function the code checks is unchanged (it reads the
+        # module's global of that name, which a binding of the same name would hide).
         while (name in self.result.bound and self.result.bound[name] is not obj) or (
-                name in self.code_globals and self.code_globals[name] is not obj):
+                name in self.code_globals and self.code_globals[name] is not obj) or (
+                name in self.result.frozen_functions):
             n += 1
             name = f"{base}_{n}"
         self.result.bound[name] = obj
@@ -1160,6 +1170,11 @@ class _Lowering:
 
 
 _PARSED: weakref.WeakKeyDictionary[Any, ParsedFunction] = weakref.WeakKeyDictionary()
+# Builtins generated code may call by name; a module function named so is bound away from
+# the code (codegen.shadowed_builtins), so its redefinition is not checked.
+_BUILTIN_CALLS = frozenset({"type", "float", "int", "range", "len", "reversed", "slice", "abs",
+                            "min", "max", "sum", "pow", "round", "tuple", "list", "dict", "zip",
+                            "enumerate", "isinstance"})
 
 
 def _parsed(fn: Any) -> ParsedFunction:

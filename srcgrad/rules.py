@@ -245,9 +245,9 @@ def partials_of(node: Node) -> tuple[Node | None, ...]:
     if node.op == "call":
         user: UserFunction = node.attrs[0]
         if user.derivative is None:
-            raise NoDerivativeRule(node, f"differentiating `{user.name}` again needs its own "
-                                   f"derivative: define `{user.name}_derive` beside it or "
-                                   f"`srcgrad.register({user.name}, ...)`")
+            raise NoDerivativeRule(node, f"differentiating `{user.label}` again needs its own "
+                                   f"derivative: define `{user.label}_derive` beside it or "
+                                   f"`srcgrad.register({user.label}, ...)`")
         derivative = graph.apply("call", *node.args, attrs=(user.derivative,))
         if len(node.args) == 1:
             return (derivative,)
@@ -364,6 +364,11 @@ class UserFunction:
     fn: Callable[..., Any]
     name: str
     derivative: UserFunction | None = None
+
+    @property
+    def label(self) -> str:
+        """The function's own name, for messages (``name`` may carry a suffix: `bind_name`)."""
+        return getattr(self.fn, "__name__", self.name)
 
 
 _REGISTERED: dict[Any, Callable[..., Any]] = {}

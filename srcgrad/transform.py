@@ -15,7 +15,7 @@ import inspect
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,9 @@ class Transform:
     function: Callable[..., Any]
     generated: codegen.Generated
     graph: FunctionGraph
+    # Called with the transform that replaces this one (a helper was redefined): the
+    # decorated object then calls the new function.
+    on_replace: list[Callable[[Transform], None]] = field(default_factory=list)
 
 
 class FunctionGraph:
@@ -110,6 +113,7 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     `gradient` for the one gradient itself rather than a namedtuple of one.
     """
     structures = structures or {}
+    original_structures, original_derive = structures, derive
     scalars = [name for name, kind in structures.items() if kind == SCALAR]
     mixed = bool(scalars) and len(scalars) < len(parsed.params)
     structures = {k: v for k, v in structures.items() if v is not None and v != SCALAR}
@@ -139,8 +143,12 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
     except rules.NoDerivativeRule as missing:
         raise parsed.error(f"srcgrad cannot differentiate this line: {missing.reason}.",
                            lineno=missing.node.lineno) from None
+    built: list[Transform] = []  # this transform, for `refresh` to replace
+    refresh = _refresher(parsed, wrt, original_structures, shapes, original_derive, mode,
+                         backend, bare, key, built, lowered.frozen_functions)
     generated = codegen.generate(lowered, derivation, mixed_path,
-                                 shapes if not mixed and not scalars else None, restructure)
+                                 shapes if not mixed and not scalars else None, restructure,
+                                 refresh)
     if backend == "numba" and (mixed or not scalars):  # some array to loop over
         fused_derivation = mixed_path[1] if mixed_path else derivation
         generated = fused.generate(lowered, fused_derivation, scalars if mixed else [],
@@ -153,9 +161,33 @@ def build(parsed: parse.ParsedFunction, wrt: tuple[str, ...],
                          parsed.name, derivation.roots())
     view.adjoints = dict(derivation.adjoints)
     transform = Transform(generated.function, generated, view)
+    built.append(transform)
     with contextlib.suppress(TypeError):  # not weak-referenceable: simply not cached
         _CACHE.setdefault(parsed.fn, {})[key] = transform
     return transform
+
+
+def _refresher(parsed: parse.ParsedFunction, wrt: tuple[str, ...], structures: dict[str, Any],
+               shapes: dict[str, Any] | None, derive: Deriver, mode: str, backend: str,
+               bare: bool, key: tuple, built: list[Transform], frozen: dict[str, Any]
+               ) -> Callable[..., Any]:
+    """What a generated function calls when a module-level function it was built from has
+    been redefined: the transform built again from the new source (cached in place of the
+    old one), whose function the decorated objects that held the old one now call."""
+
+    def refreshed(*args: Any, **kwargs: Any) -> Any:
+        module = parsed.fn.__globals__
+        if all(module.get(name) is fn for name, fn in frozen.items()):
+            raise RuntimeError(f"srcgrad: {parsed.name}'s generated code found a redefined "
+                               "function where none was; please report this.")
+        with contextlib.suppress(TypeError, KeyError):
+            _CACHE[parsed.fn].pop(key, None)
+        new = build(parsed, wrt, structures, derive, mode, backend, shapes, bare)
+        for retarget in built[0].on_replace if built else ():
+            retarget(new)
+        return new.function(*args, **kwargs)
+
+    return refreshed
 
 
 def _restructurer(parsed: parse.ParsedFunction, wrt: tuple[str, ...], derive: Deriver,
@@ -277,14 +309,20 @@ class GradFunction:
     def _build(self, structures: dict[str, Any] | None = None,
                shapes: dict[str, Any] | None = None) -> Transform:
         if self._transform is None:
-            self._transform = build(self._parsed, self.wrt, structures, self._derive,
-                                    self._mode, self.backend, shapes, self.bare)
-            if self._direct_calls:
-                # From now on calling this object runs the generated function directly.
-                type(self).__call__ = staticmethod(self._transform.function)
-            if self._mode == "grad":  # generated code calling it can be differentiated too
-                self._transform.function.__srcgrad_transform__ = self
+            self._use(build(self._parsed, self.wrt, structures, self._derive, self._mode,
+                            self.backend, shapes, self.bare))
+        assert self._transform is not None
         return self._transform
+
+    def _use(self, transform: Transform) -> None:
+        """Make ``transform`` the one this object runs (first call, or a helper redefined)."""
+        self._transform = transform
+        transform.on_replace.append(self._use)
+        if self._direct_calls:
+            # From now on calling this object runs the generated function directly.
+            type(self).__call__ = staticmethod(transform.function)
+        if self._mode == "grad":  # generated code calling it can be differentiated too
+            transform.function.__srcgrad_transform__ = self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The first call: its arguments tell which parameters are tuples/lists/dicts of arrays,

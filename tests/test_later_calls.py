@@ -164,3 +164,54 @@ def test_module_globals_named_like_builtins_do_not_reach_the_generated_code(modu
     assert value == (0 * 1 + 1 * 2) + (1 * 1 + 2 * 2)
     np.testing.assert_array_equal(grads.a, [1.0, 3.0, 2.0, 0.0])
     np.testing.assert_array_equal(grads.b, [1.0, 3.0, 0.0])
+
+
+HELPERS = """
+import numpy as np
+
+
+def helper(x):
+    return x * 2.0
+
+
+def loss(x):
+    return np.sum(helper(x)) + 1.0
+
+
+def scaled(x):
+    return 3.0 * x
+
+
+def scaled_derive(x):
+    return 3.0
+
+
+def with_rule(x):
+    return scaled(x) * x
+"""
+
+
+def test_a_helper_redefined_after_the_first_call_is_read_again(module_dir):
+    """A notebook runs a cell again: the module's `helper` is a new function. The generated
+    code checks that the functions it was built from are still the module's, and if not is
+    built again (and the decorated object then calls the new code)."""
+    module = import_source(HELPERS, module_dir, "helpers")
+    f = srcgrad.grad(module.loss)
+    hessian = srcgrad.hessian(module.loss)
+    x = np.array([1.0, 3.0])
+    assert f(x)[0] == 2 * 4.0 + 1.0
+    np.testing.assert_array_equal(f(x)[1].x, [2.0, 2.0])
+    again = import_source("def helper(x):\n    return x * x\n\n\ndef scaled(x):\n    return "
+                          "5.0 * x\n\n\ndef scaled_derive(x):\n    return 5.0\n", module_dir,
+                          "helpers_again")
+    module.helper = again.helper  # the cell, run again
+    for _ in range(2):  # rebuilt once, then the new code runs directly
+        value, grads = f(x)
+        assert value == 1.0 + 9.0 + 1.0
+        np.testing.assert_array_equal(grads.x, 2 * x)
+    np.testing.assert_array_equal(hessian(x)[2][0][0], 2 * np.eye(2))
+    assert f.function is type(f).__call__  # the object calls the rebuilt function itself
+    g = srcgrad.grad(module.with_rule)
+    assert g(2.0) == (12.0, (12.0,))  # 3x * x
+    module.scaled, module.scaled_derive = again.scaled, again.scaled_derive
+    assert g(2.0) == (20.0, (20.0,))
