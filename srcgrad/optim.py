@@ -56,9 +56,18 @@ def tree_leaves(tree: Any) -> list[Any]:
 
 
 def _like(value: Any, param: Any) -> Any:
-    """``value`` in the type of ``param``: a float stays a float, float32 stays float32."""
+    """The updated ``value`` in the type of ``param``, as NumPy's ``p - lr * g`` would give it.
+
+    A float array keeps its dtype (float32 stays float32), an integer or boolean array becomes
+    float64 (a step must not truncate ``[1, 2, 3] - 0.15`` back to integers), a NumPy floating
+    scalar keeps its type (``np.float32`` stays ``np.float32``), a Python int or float becomes
+    a float.
+    """
     if isinstance(param, np.ndarray):
-        return np.asarray(value, dtype=param.dtype)
+        dtype = param.dtype if param.dtype.kind in "fc" else np.float64
+        return np.asarray(value, dtype=dtype)
+    if isinstance(param, np.generic):
+        return param.dtype.type(value) if param.dtype.kind in "fc" else np.float64(value)
     if isinstance(param, (float, int)) and not isinstance(param, bool):
         return float(value)
     return value
