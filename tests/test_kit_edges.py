@@ -77,3 +77,40 @@ def test_an_integer_start_trains_with_srcgrad_gradients():
     for _ in range(300):
         w = optimizer.step(w, loss(w)[1])
     np.testing.assert_allclose(w, 0.25, atol=1e-3)
+
+
+# --- optimizers: state follows the key, not the position -----------------------------------------
+@pytest.mark.parametrize("ours, theirs", OPTIMIZERS, ids=["sgd", "momentum", "adam"])
+def test_state_is_matched_by_dict_key(ours, theirs):
+    rng = np.random.default_rng(0)
+    scale = {"a": 100.0, "b": 0.001}  # moments that differ by orders of magnitude
+    grads = [{k: s * rng.normal(size=2) for k, s in scale.items()} for _ in range(4)]
+    optimizer = ours()
+    p = {"a": np.zeros(2), "b": np.ones(2)}
+    for i, g in enumerate(grads):
+        if i % 2:  # the same keys in the other order, parameters and gradients alike
+            p, g = {"b": p["b"], "a": p["a"]}, {"b": g["b"], "a": g["a"]}
+        p = optimizer.step(p, g)
+    for key, start in (("a", np.zeros(2)), ("b", np.ones(2))):
+        expected = torch_steps(theirs, start, [g[key] for g in grads])
+        np.testing.assert_allclose(p[key], expected, rtol=1e-10, err_msg=key)
+
+
+def test_gradients_in_another_key_order_pair_by_key():
+    optimizer = SGD(lr=1.0, momentum=0.5)
+    p = optimizer.step({"a": 1.0, "b": 1.0}, {"b": 0.0, "a": 1.0})
+    p = optimizer.step({"b": p["b"], "a": p["a"]}, {"a": 0.0, "b": 1.0})
+    # a: v = 1 then 0.5 -> 1 - 1 - 0.5; b: v = 0 then 1 -> 1 - 0 - 1 (hand-written)
+    assert p == pytest.approx({"a": -0.5, "b": 0.0})
+
+
+def test_a_changed_structure_is_rejected_with_the_paths():
+    optimizer = Adam(lr=0.1)
+    optimizer.step({"a": 1.0, "b": (1.0, 2.0)}, {"a": 1.0, "b": (1.0, 1.0)})
+    with pytest.raises(ValueError, match=r"changed structure.*\['c'\]"):
+        optimizer.step({"a": 1.0, "c": (1.0, 2.0)}, {"a": 1.0, "c": (1.0, 1.0)})
+    with pytest.raises(ValueError, match="changed structure"):
+        optimizer.step({"a": 1.0, "b": (1.0,)}, {"a": 1.0, "b": (1.0,)})
+    with pytest.raises(ValueError, match="changed structure"):
+        optimizer.step({"a": 1.0, "b": [(1.0, 2.0)]}, {"a": 1.0, "b": [(1.0, 1.0)]})
+    assert optimizer.t == 1  # a rejected step takes no step
