@@ -6,10 +6,12 @@ check_grad's finite differences.
 
 from __future__ import annotations
 
+import autograd
+import autograd.numpy as anp
 import numpy as np
 import pytest
 
-from srcgrad import grad
+from srcgrad import check_grad, grad, nn
 from srcgrad.optim import SGD, Adam
 
 try:  # the optimizers' oracle
@@ -114,3 +116,97 @@ def test_a_changed_structure_is_rejected_with_the_paths():
     with pytest.raises(ValueError, match="changed structure"):
         optimizer.step({"a": 1.0, "b": [(1.0, 2.0)]}, {"a": 1.0, "b": [(1.0, 1.0)]})
     assert optimizer.t == 1  # a rejected step takes no step
+
+
+# --- nn: derivatives of broadcasting losses, through their `_derive` -----------------------------
+def model_loss(w, X, y):
+    return nn.mse(X @ w, y)  # (n, 1) against (n,): broadcasts to (n, n), as NumPy computes it
+
+
+def mse_to(p, t):
+    return nn.mse(p, t)
+
+
+def hinge_of(s, y):
+    return nn.hinge(s, y)
+
+
+def cross_entropy_of(logits, labels):
+    return nn.softmax_cross_entropy(logits, labels)
+
+
+def oracle_mse(p, t):
+    return anp.mean((p - t) ** 2)
+
+
+def oracle_hinge(s, y):
+    return anp.mean(anp.maximum(0.0, 1.0 - y * s))
+
+
+def oracle_cross_entropy(logits, labels):
+    z = logits - anp.max(logits, axis=1, keepdims=True)
+    logp = z - anp.log(anp.sum(anp.exp(z), axis=1, keepdims=True))
+    return -anp.mean(logp[anp.arange(len(labels)), labels])
+
+
+def assert_gradients(transformed, oracle, args, names):
+    value, grads = transformed(*args)
+    assert "_derive(" in transformed.raw_source  # the call went through the derivative
+    assert value == pytest.approx(oracle(*args), rel=1e-12)
+    for i, name in enumerate(names):
+        expected = autograd.grad(oracle, i)(*args)
+        got = getattr(grads, name)
+        assert np.shape(got) == np.shape(args[i]), name
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-14, err_msg=name)
+    check_grad(transformed, *args)
+
+
+def test_mse_derive_reduces_broadcast_axes():
+    rng = np.random.default_rng(1)
+    X, w, y = rng.normal(size=(5, 3)), rng.normal(size=(3, 1)), rng.normal(size=5)
+    transformed = grad(model_loss, wrt=("w", "y"))
+    value, grads = transformed(w, X, y)
+    assert "_derive(" in transformed.raw_source
+
+    def oracle(w, y):
+        return oracle_mse(anp.dot(X, w), y)
+
+    assert value == pytest.approx(oracle(w, y), rel=1e-12)
+    assert grads.w.shape == w.shape and grads.y.shape == y.shape
+    np.testing.assert_allclose(grads.w, autograd.grad(oracle, 0)(w, y), rtol=1e-10)
+    np.testing.assert_allclose(grads.y, autograd.grad(oracle, 1)(w, y), rtol=1e-10)
+    check_grad(transformed, w, X, y)
+    assert_gradients(grad(mse_to), oracle_mse, (X @ w, y), ("p", "t"))
+
+
+def test_mse_with_a_float_target_or_prediction():
+    rng = np.random.default_rng(2)
+    p = rng.normal(size=(4, 3))
+    assert_gradients(grad(mse_to), oracle_mse, (p, 0.5), ("p", "t"))
+    assert_gradients(grad(mse_to), oracle_mse, (0.5, p), ("p", "t"))
+    assert_gradients(grad(mse_to), oracle_mse, (p, rng.normal(size=3)), ("p", "t"))
+    value, grads = grad(mse_to)(0.3, 0.5)
+    assert type(grads.t) is float and grads.t == pytest.approx(0.4)
+
+
+def test_hinge_derive_reduces_broadcast_axes_and_gives_labels_their_partial():
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(6, 1))
+    scores[np.abs(1 - np.abs(scores)) < 0.05] += 0.2  # keep clear of the kink
+    y = rng.choice([-1.0, 1.0], 6)
+    assert_gradients(grad(hinge_of), oracle_hinge, (scores, y), ("s", "y"))
+    assert_gradients(grad(hinge_of), oracle_hinge, (scores.ravel(), y), ("s", "y"))
+    assert_gradients(grad(hinge_of), oracle_hinge, (scores.ravel(), -1.0), ("s", "y"))
+
+
+def test_softmax_cross_entropy_derive_with_broadcast_labels():
+    rng = np.random.default_rng(4)
+    logits = 2 * rng.normal(size=(5, 3))
+    for labels in (rng.integers(0, 3, 5), rng.integers(0, 3, (5, 1)), np.array([1, 1, 1, 1, 1])):
+        value, g = grad(cross_entropy_of, wrt="logits")(logits, labels)
+        assert "_derive(" in grad(cross_entropy_of, wrt="logits").raw_source
+        assert value == pytest.approx(oracle_cross_entropy(logits, labels), rel=1e-12)
+        np.testing.assert_allclose(g, autograd.grad(oracle_cross_entropy)(logits, labels),
+                                   rtol=1e-10, atol=1e-14)
+        d_logits, d_labels = nn.softmax_cross_entropy_derive(logits, labels)
+        assert d_logits.shape == logits.shape and d_labels == 0.0
