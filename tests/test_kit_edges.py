@@ -11,7 +11,7 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
-from srcgrad import check_grad, grad, nn
+from srcgrad import check_grad, data, grad, nn
 from srcgrad.optim import SGD, Adam
 
 try:  # the optimizers' oracle
@@ -210,3 +210,24 @@ def test_softmax_cross_entropy_derive_with_broadcast_labels():
                                    rtol=1e-10, atol=1e-14)
         d_logits, d_labels = nn.softmax_cross_entropy_derive(logits, labels)
         assert d_logits.shape == logits.shape and d_labels == 0.0
+
+
+# --- data: both parts of a split are non-empty ---------------------------------------------------
+@pytest.mark.parametrize("n, fraction, expected_test", [
+    (4, 0.9, 3), (4, 0.1, 1), (2, 0.75, 1), (2, 0.25, 1), (3, 0.5, 2), (20, 0.25, 5)])
+def test_train_test_split_never_leaves_a_part_empty(n, fraction, expected_test):
+    X = np.arange(2.0 * n).reshape(n, 2)
+    y = np.arange(n)
+    X_train, X_test, y_train, y_test = data.train_test_split(X, y, fraction, seed=3)
+    assert len(y_test) == expected_test and len(y_train) == n - expected_test
+    assert len(X_train) == len(y_train) and len(X_test) == len(y_test)
+    assert sorted(np.concatenate([y_train, y_test])) == list(range(n))
+
+
+def test_train_test_split_rejects_what_cannot_be_split():
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        data.train_test_split(np.zeros((1, 2)), np.zeros(1), 0.5)
+    with pytest.raises(ValueError, match="rows"):
+        data.train_test_split(np.zeros((3, 2)), np.zeros(4), 0.5)
+    with pytest.raises(ValueError, match="test_fraction"):
+        data.train_test_split(np.zeros((3, 2)), np.zeros(3), 1.0)
