@@ -11,7 +11,8 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
-from srcgrad import check_grad, data, grad, nn
+import srcgrad
+from srcgrad import check_grad, data, forward, grad, hessian, hvp, jacobian, jvp, nn
 from srcgrad.optim import SGD, Adam
 
 try:  # the optimizers' oracle
@@ -231,3 +232,61 @@ def test_train_test_split_rejects_what_cannot_be_split():
         data.train_test_split(np.zeros((3, 2)), np.zeros(4), 0.5)
     with pytest.raises(ValueError, match="test_fraction"):
         data.train_test_split(np.zeros((3, 2)), np.zeros(3), 1.0)
+
+
+# --- lambdas in every mode ------------------------------------------------------------------------
+square_sum = lambda x: np.sum(x * x)  # noqa: E731 - the lambdas are what is tested
+mixed = lambda x, y: x * y + np.sin(x) * y**2  # noqa: E731
+elementwise = lambda x: x * x + np.sin(x)  # noqa: E731
+pair = lambda a: a * 2.0, lambda a: a * 3.0  # two on one line: which one cannot be told
+
+
+def oracle_mixed(x, y):
+    return x * y + anp.sin(x) * y**2
+
+
+def test_grad_of_a_lambda():
+    x = np.array([1.0, -2.0, 0.5])
+    value, grads = grad(square_sum)(x)
+    assert value == pytest.approx(5.25)
+    np.testing.assert_allclose(grads.x, 2 * x)
+    value, d_y = grad(mixed, wrt="y")(0.7, 1.3)
+    assert d_y == pytest.approx(autograd.grad(oracle_mixed, 1)(0.7, 1.3))
+    transformed = grad(mixed)
+    assert transformed.__name__ == "<lambda>"
+    assert "def lambda_fn(" in transformed.source
+    assert check_grad(transformed, 0.7, np.array([1.3, -0.4])).passed
+
+
+def test_forward_jvp_and_hvp_of_a_lambda():
+    x, y = 0.7, 1.3
+    value, slope = forward(mixed, wrt="x")(x, y)
+    assert value == pytest.approx(oracle_mixed(x, y))
+    assert slope == pytest.approx(autograd.grad(oracle_mixed, 0)(x, y))
+    value, tangents = forward(mixed)(x, y)
+    assert tangents.y == pytest.approx(autograd.grad(oracle_mixed, 1)(x, y))
+    value, along = jvp(mixed)((x, y), (0.5, -2.0))
+    expected = 0.5 * autograd.grad(oracle_mixed, 0)(x, y) - 2.0 * autograd.grad(
+        oracle_mixed, 1)(x, y)
+    assert along == pytest.approx(expected)
+    v = np.array([1.0, 2.0, -1.0])
+    value, grads, hv = hvp(square_sum)((np.ones(3),), (v,))
+    np.testing.assert_allclose(grads.x, 2.0)
+    np.testing.assert_allclose(hv.x, 2 * v)
+
+
+def test_hessian_and_jacobian_of_a_lambda():
+    x, y = 0.7, 1.3
+    value, grads, H = hessian(mixed)(x, y)
+    expected = autograd.hessian(lambda z: oracle_mixed(z[0], z[1]))(np.array([x, y]))
+    np.testing.assert_allclose(np.array(H, dtype=float), expected, rtol=1e-12)
+    assert check_grad(hessian(mixed), x, y).passed
+    points = np.array([0.3, -1.2, 2.0])
+    value, J = jacobian(elementwise)(points)
+    np.testing.assert_allclose(J.x, np.diag(2 * points + np.cos(points)), rtol=1e-12)
+
+
+def test_a_lambda_that_cannot_be_told_apart_is_a_transform_error():
+    with pytest.raises(srcgrad.TransformError, match="which lambda") as info:
+        grad(pair[0])
+    assert "def" in str(info.value)
