@@ -221,8 +221,11 @@ class _Emitter:
                  | set(lowered.frozen_functions) | _BUILTIN_NAMES)
         hints = {n.hint for n in lowered.graph.nodes if n.hint}
         # The generated function's name inside its factory: the user's, unless a builtin's.
-        self.local_name = (self.parsed.name if self.parsed.name not in _BUILTIN_NAMES
-                           else _fresh(f"{self.parsed.name}_grad", taken | hints))
+        # (A lambda's `<lambda>`, not an identifier, becomes `lambda_fn`: see `identifier`.)
+        ident = self.parsed.identifier
+        self.local_name = (ident if ident == self.parsed.name and ident not in _BUILTIN_NAMES
+                           else _fresh(f"{ident}_grad" if ident in _BUILTIN_NAMES else ident,
+                                       taken | hints))
         taken.add(self.local_name)
         self.helpers: dict[str, str] = {}
         for helper in (*_TEMPLATE_MODULES, "SCALARS", "tuple_new", _NAMESPACE):
@@ -254,7 +257,7 @@ class _Emitter:
                 self.frozen[name] = _fresh(f"{name}_at_first_call", taken | hints)
                 taken.add(self.frozen[name])
         # The generated function's own name, for the array path's retry with NumPy floats.
-        self.again = _fresh(f"{self.parsed.name}_again", taken | hints)
+        self.again = _fresh(f"{ident}_again", taken | hints)
         taken.add(self.again)
         self.reserved = taken  # names no statement may take
         # Node id -> the node it restates (forward mode through a region: see Derivation).
@@ -288,7 +291,7 @@ class _Emitter:
         bindings.update(self.lowered.bound)
         signature, default_bindings = self._signature(fn)
         bindings.update(default_bindings)
-        factory = _fresh(f"make_{parsed.name}", self.reserved | set(bindings)
+        factory = _fresh(f"make_{parsed.identifier}", self.reserved | set(bindings)
                          | set(_CODE_BUILTINS))
         live = sorted(self.lowered.live_globals)
         live_note = f" Module globals ({', '.join(live)}) are read when `{parsed.name}` runs." \

@@ -91,11 +91,23 @@ def make_linear(n: int = 200, noise: float = 0.1, seed: int = 0
 
 def train_test_split(X: np.ndarray, y: np.ndarray, test_fraction: float = 0.25, seed: int = 0
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``X_train, X_test, y_train, y_test``, split at random (seeded)."""
+    """``X_train, X_test, y_train, y_test``, split at random (seeded).
+
+    The test part has ``round(test_fraction * n)`` samples, clamped to ``1 .. n - 1`` so that
+    neither part is ever empty (4 samples with ``test_fraction=0.9`` give 1 to train on, 3 to
+    test). Fewer than 2 samples cannot be split: ValueError, as for a fraction outside (0, 1)
+    or ``X`` and ``y`` of different lengths.
+    """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_test = max(1, round(test_fraction * len(y)))
+    n = len(y)
+    if len(X) != n:
+        raise ValueError(f"X has {len(X)} rows but y has {n}")
+    if n < 2:
+        raise ValueError(f"need at least 2 samples to split into a training and a test part, "
+                         f"got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = min(max(1, round(test_fraction * n)), n - 1)
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]
 

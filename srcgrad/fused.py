@@ -257,8 +257,8 @@ class _FusedEmitter(codegen._Emitter):
         bindings.update(self.lowered.bound)
         signature, default_bindings = self._signature(parsed.fn)
         bindings.update(default_bindings)
-        factory = codegen._fresh(f"make_{parsed.name}", self.reserved | set(bindings))
-        kernel = codegen._fresh(f"{parsed.name}_loop", self.reserved | set(bindings))
+        factory = codegen._fresh(f"make_{parsed.identifier}", self.reserved | set(bindings))
+        kernel = codegen._fresh(f"{parsed.identifier}_loop", self.reserved | set(bindings))
         self.reserved.add(kernel)
         kernel_lines, kernel_params, outputs = self._kernel(kernel)
         if not outputs:

@@ -29,6 +29,7 @@ from . import codegen, lower, reverse, runtime
 from .forward import Tangents
 from .forward import forward as push_tangents
 from .graph import PARAM, Node
+from .parse import python_identifier
 from .shapes import ShapeClasses
 from .transform import SCALAR, GradFunction, gradient, per_parameter
 
@@ -200,7 +201,7 @@ def cotangent(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node
 
 @functools.cache
 def _tuple_type(function_name: str, what: str, fields: tuple[str, ...]) -> type:
-    return namedtuple(f"{function_name}_{what}", fields, rename=True)
+    return namedtuple(f"{python_identifier(function_name)}_{what}", fields, rename=True)
 
 
 # --- the public objects ---------------------------------------------------------------------------

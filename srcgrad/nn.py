@@ -4,7 +4,10 @@ The losses are plain NumPy functions inside srcgrad's subset, so ``grad(nn.mse)`
 is. Each also has a ``<name>_derive`` beside it, which is how srcgrad differentiates a call of
 a user function from inside another decorated function: the loss body is not inlined, its
 gradient comes from the derivative written here (the tests check both against autograd).
-Labels get a zero partial: they are data, not parameters.
+Each partial is shaped like its argument, as the inlined body's would be: where the arguments
+broadcast against each other (an ``(n, 1)`` prediction and an ``(n,)`` target), it is summed
+over the broadcast axes. ``softmax_cross_entropy``'s integer labels get a zero partial: they
+are indices, not numbers a loss varies smoothly with.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .runtime import sum_to
 
 __all__ = ["accuracy", "he_init", "hinge", "hinge_derive", "mlp_init", "mse", "mse_derive",
            "softmax_cross_entropy", "softmax_cross_entropy_derive", "xavier_init"]
@@ -64,9 +69,20 @@ def mse(pred: Any, target: Any) -> Any:
 
 
 def mse_derive(pred: Any, target: Any) -> tuple[Any, Any]:
-    """Partials of `mse` with respect to ``pred`` and ``target``."""
-    scaled = 2.0 * (pred - target) / np.size(pred)
-    return scaled, -scaled
+    """Partials of `mse` with respect to ``pred`` and ``target``, each shaped like it."""
+    diff = pred - target
+    scaled = 2.0 * diff / np.size(diff)  # the mean is over the broadcast shape
+    return _shaped_like(scaled, pred), _shaped_like(-scaled, target)
+
+
+def _shaped_like(partial: Any, argument: Any) -> Any:
+    """``partial`` (of the broadcast shape) summed over the axes ``argument`` was broadcast
+    along: the argument's own partial, as srcgrad's backward pass reduces it (`sum_to`)."""
+    shape = np.shape(argument)
+    if np.shape(partial) == shape:
+        return partial
+    reduced = sum_to(partial, shape, np.shape(partial))
+    return float(reduced) if isinstance(argument, (int, float)) else reduced
 
 
 def hinge(scores: Any, y: Any) -> Any:
@@ -77,10 +93,11 @@ def hinge(scores: Any, y: Any) -> Any:
     return np.mean(np.maximum(0.0, 1.0 - y * scores))
 
 
-def hinge_derive(scores: Any, y: Any) -> tuple[Any, float]:
-    """Partial of `hinge` with respect to ``scores`` (the labels get 0.0)."""
+def hinge_derive(scores: Any, y: Any) -> tuple[Any, Any]:
+    """Partials of `hinge` with respect to ``scores`` and ``y``, each shaped like it."""
     active = (1.0 - y * scores > 0.0).astype(float)
-    return -y * active / np.size(scores), 0.0
+    scale = -active / np.size(active)  # the mean is over the broadcast shape
+    return _shaped_like(scale * y, scores), _shaped_like(scale * scores, y)
 
 
 def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
@@ -94,12 +111,23 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> Any:
 
 
 def softmax_cross_entropy_derive(logits: Any, labels: Any) -> tuple[Any, float]:
-    """Partial of `softmax_cross_entropy`: ``(softmax(logits) - onehot(labels)) / n``."""
+    """Partial of `softmax_cross_entropy`: ``(softmax(logits) - onehot(labels)) / n``.
+
+    Shaped like ``logits``. Labels that broadcast against the row indices (an ``(n, 1)``
+    column picks every label for every row, as the loss's own indexing does) are counted
+    entry by entry, so the partial stays that of the loss as written.
+    """
     z = logits - np.max(logits, axis=1, keepdims=True)
     p = np.exp(z)
     p /= np.sum(p, axis=1, keepdims=True)
-    p[np.arange(len(labels)), labels] -= 1.0
-    return p / len(labels), 0.0
+    rows, cols = np.broadcast_arrays(np.arange(len(labels)), labels)
+    if rows.ndim == 1:  # the usual (n,) labels: one entry per row
+        p[rows, cols] -= 1.0
+        return p / rows.size, 0.0
+    per_row = np.bincount(rows.ravel(), minlength=len(p))  # entries averaged, per row
+    p *= per_row[:, None]
+    np.add.at(p, (rows.ravel(), cols.ravel()), -1.0)
+    return p / rows.size, 0.0
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:

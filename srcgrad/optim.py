@@ -2,7 +2,9 @@
 
 A srcgrad gradient has the structure of its parameter: a tuple, list or dict (nested) of
 arrays, or a lone array or float. The optimizers here walk that structure, keep their state
-(velocities, moments) per leaf, and return *new* parameters of the same structure::
+(velocities, moments) per leaf, matched by the leaf's path (a dict's keys, not their order),
+and return *new* parameters of the same structure, each leaf of its parameter's type (an
+integer array becomes float64, as in NumPy's ``p - lr * g``; float32 stays float32)::
 
     opt = Adam(lr=0.01)
     for epoch in range(100):
@@ -56,9 +58,18 @@ def tree_leaves(tree: Any) -> list[Any]:
 
 
 def _like(value: Any, param: Any) -> Any:
-    """``value`` in the type of ``param``: a float stays a float, float32 stays float32."""
+    """The updated ``value`` in the type of ``param``, as NumPy's ``p - lr * g`` would give it.
+
+    A float array keeps its dtype (float32 stays float32), an integer or boolean array becomes
+    float64 (a step must not truncate ``[1, 2, 3] - 0.15`` back to integers), a NumPy floating
+    scalar keeps its type (``np.float32`` stays ``np.float32``), a Python int or float becomes
+    a float.
+    """
     if isinstance(param, np.ndarray):
-        return np.asarray(value, dtype=param.dtype)
+        dtype = param.dtype if param.dtype.kind in "fc" else np.float64
+        return np.asarray(value, dtype=dtype)
+    if isinstance(param, np.generic):
+        return param.dtype.type(value) if param.dtype.kind in "fc" else np.float64(value)
     if isinstance(param, (float, int)) and not isinstance(param, bool):
         return float(value)
     return value
@@ -68,7 +79,9 @@ class Optimizer:
     """Common bookkeeping: a learning rate, a step counter and per-leaf state.
 
     Subclasses implement `_update` for one leaf. State is created lazily from the first
-    parameters seen and keyed by leaf position, so the structure must not change between steps.
+    parameters seen and keyed by each leaf's path (dict keys and sequence positions from the
+    root), so a dict may come back with its keys in another order; any other change of
+    structure between steps is a ValueError.
     """
 
     def __init__(self, lr: float) -> None:
@@ -76,18 +89,25 @@ class Optimizer:
             raise ValueError(f"learning rate must be positive, got {lr}")
         self.lr = lr
         self.t = 0  # steps taken
-        self._state: list[dict[str, Any]] | None = None
+        self._state: dict[tuple, dict[str, Any]] | None = None
 
     def step(self, params: Any, grads: Any) -> Any:
-        """One update; returns new parameters with the structure of ``params``."""
-        count = len(tree_leaves(params))
+        """One update; returns new parameters with the structure of ``params``.
+
+        Nothing is updated in place: the leaves of ``params`` are left as they were, and each
+        new leaf has its parameter's type (see `_like`: float32 stays float32, an integer
+        array becomes float64). A leaf's state (momentum, moments) belongs to its path in the
+        structure, so ``{"a": ..., "b": ...}`` and ``{"b": ..., "a": ...}`` share it key by key.
+        """
+        paths = _leaf_paths(params)
         if self._state is None:
-            self._state = [{} for _ in range(count)]
-        elif len(self._state) != count:
-            raise ValueError(f"parameters changed structure: {count} leaves, "
-                             f"the optimizer holds state for {len(self._state)}")
+            self._state = {path: {} for path in paths}
+        elif set(paths) != set(self._state):
+            raise ValueError(f"parameters changed structure: leaves at {_describe(paths)}, "
+                             f"the optimizer holds state for {_describe(list(self._state))}")
+        tree_map(lambda p, g: None, params, grads)  # a mismatch raises before any state moves
         self.t += 1
-        position = iter(range(count))
+        position = iter(paths)
 
         def update(p: Any, g: Any) -> Any:
             state = self._state[next(position)]  # type: ignore[index]
@@ -100,6 +120,23 @@ class Optimizer:
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         raise NotImplementedError
+
+
+def _leaf_paths(tree: Any, path: tuple = ()) -> list[tuple]:
+    """The path of each leaf of ``tree``, in the order `tree_map` visits them: a dict entry
+    adds its key, a tuple or list item its index (tagged, so ``{0: x}`` differs from ``[x]``)."""
+    if isinstance(tree, dict):
+        return [leaf for k, v in tree.items() for leaf in _leaf_paths(v, (*path, ("key", k)))]
+    if isinstance(tree, (tuple, list)):
+        return [leaf for i, v in enumerate(tree) for leaf in _leaf_paths(v, (*path, ("item", i)))]
+    return [path]
+
+
+def _describe(paths: list[tuple]) -> str:
+    def one(path: tuple) -> str:
+        return "".join(f"[{k!r}]" for _, k in path) or "the root"
+    shown = ", ".join(one(p) for p in paths[:6])
+    return f"{len(paths)} leaves ({shown}{', ...' if len(paths) > 6 else ''})"
 
 
 class SGD(Optimizer):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import keyword
 import math
+import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,6 +161,12 @@ class ParsedFunction:
     body: list[Assign | Return]
     source_lines: dict[int, str] = field(repr=False)  # file line number -> text
 
+    @property
+    def identifier(self) -> str:
+        """`name` as a Python identifier, for generated code and namedtuple types (see
+        `python_identifier`); messages and the generated function's ``__name__`` keep `name`."""
+        return python_identifier(self.name)
+
     def error(self, message: str, node: ast.AST | None = None, cls: type = TransformError,
               lineno: int | None = None) -> TransformError:
         """A `TransformError` (or ``cls``) pointing at ``node`` in the user's file."""
@@ -177,6 +185,17 @@ class ParsedFunction:
 
     _offset: int = 0
     _indent: int = 0
+
+
+def python_identifier(name: str) -> str:
+    """``name`` if it can name a Python function, else a name that can: a lambda's
+    ``<lambda>`` becomes ``lambda_fn``, other characters outside identifiers become ``_``."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return name
+    if name == "<lambda>":
+        return "lambda_fn"
+    cleaned = re.sub(r"\W+", "_", name).strip("_") or "function"
+    return f"fn_{cleaned}" if cleaned[0].isdigit() or keyword.iskeyword(cleaned) else cleaned
 
 
 def parse_function(fn: Callable[..., Any]) -> ParsedFunction:
@@ -211,6 +230,14 @@ def parse_function(fn: Callable[..., Any]) -> ParsedFunction:
     except SyntaxError as exc:  # e.g. a lambda whose line is only part of an expression
         module = _parse_lambda_line(dedented, exc, filename, first, source_lines, name)
     target = _find_definition(module, fn, name)
+    if target is None and name == "<lambda>":
+        raise SourceUnavailableError(
+            f"srcgrad could not tell which lambda in its source lines ({filename}, line "
+            f"{first}) is the one to differentiate: more than one there has its parameters "
+            f"({', '.join(fn.__code__.co_varnames[:fn.__code__.co_argcount])}). Assign it on a "
+            "line of its own (`f = lambda x: ...`) or define it with `def`.",
+            filename=filename, lineno=first, line=source_lines.get(first), function=name,
+        )
     if target is None:
         raise SourceUnavailableError(
             f"srcgrad could not find the definition of {name!r} in its source lines "

@@ -92,7 +92,7 @@ def gradient(lowered: lower.Lowered, wrt: tuple[str, ...], wrt_nodes: list[Node]
     first_adjoint_id = len(graph.nodes)
     adjoints = reverse.share_products(
         graph, reverse.reverse(graph, lowered.output, wrt_nodes, scalars=scalars))
-    grads_type = None if bare else _grads_type(lowered.parsed.name, wrt)
+    grads_type = None if bare else _grads_type(lowered.parsed.identifier, wrt)
     return codegen.Derivation(
         [codegen.Section(per_parameter(lowered, wrt, adjoints.grads), "param", grads_type)],
         adjoint_of=adjoints.adjoint_of, adjoints=adjoints.of,
