@@ -49,3 +49,34 @@ def central_difference(at: Callable[[Any], float], base: Any) -> Any:
         down[i] -= h
         result[i] = (at(up) - at(down)) / (2 * h)
     return result
+
+
+# -- the training kit's losses, written with autograd.numpy (the oracles of nn's) ----------------
+def oracle_mse(pred: Any, target: Any) -> Any:
+    import autograd.numpy as anp
+
+    return anp.mean((pred - target) ** 2)
+
+
+def oracle_hinge(scores: Any, y: Any) -> Any:
+    import autograd.numpy as anp
+
+    return anp.mean(anp.maximum(0.0, 1.0 - y * scores))
+
+
+def oracle_softmax_cross_entropy(logits: Any, labels: Any) -> Any:
+    import autograd.numpy as anp
+
+    shifted = logits - anp.max(logits, axis=1, keepdims=True)
+    logp = shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
+    return -anp.mean(logp[anp.arange(len(labels)), labels])
+
+
+def leaves(tree: Any) -> list[Any]:
+    """The arrays and numbers of a tuple, list or dict (nested), in order: to compare results
+    structured like parameters."""
+    if isinstance(tree, dict):
+        return [leaf for v in tree.values() for leaf in leaves(v)]
+    if isinstance(tree, (tuple, list)):
+        return [leaf for v in tree for leaf in leaves(v)]
+    return [tree]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support import leaves
 
 xp = pytest.importorskip("array_api_strict")
 
@@ -261,12 +262,6 @@ def tree_on_device(value: Any) -> Any:
     return on_device(value)
 
 
-def leaves(tree: Any) -> list[Any]:
-    if isinstance(tree, dict):
-        return [leaf for v in tree.values() for leaf in leaves(v)]
-    if isinstance(tree, (tuple, list)):
-        return [leaf for v in tree for leaf in leaves(v)]
-    return [tree]
 
 
 def looped(w, x, xp):

@@ -19,6 +19,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from support import leaves
 
 import srcgrad
 from srcgrad import hessian, hvp, jacobian, jvp
@@ -33,12 +34,6 @@ def close(got: Any, want: Any, rtol: float = AD_RTOL, what: str = "") -> None:
                                err_msg=what)
 
 
-def leaves(tree: Any) -> list[Any]:
-    if isinstance(tree, dict):
-        return [leaf for v in tree.values() for leaf in leaves(v)]
-    if isinstance(tree, (tuple, list)):
-        return [leaf for v in tree for leaf in leaves(v)]
-    return [tree]
 
 
 # --- functions (srcgrad reads their source) -------------------------------------------------------

@@ -11,6 +11,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from support import oracle_hinge, oracle_mse, oracle_softmax_cross_entropy
 
 import srcgrad
 from srcgrad import check_grad, data, grad, nn
@@ -254,20 +255,6 @@ def test_mlp_init_shapes_zero_biases_and_seed():
 
 
 # --- nn: losses against autograd and finite differences -------------------------------------------
-def oracle_mse(pred, target):
-    return anp.mean((pred - target) ** 2)
-
-
-def oracle_hinge(scores, y):
-    return anp.mean(anp.maximum(0.0, 1.0 - y * scores))
-
-
-def oracle_softmax_cross_entropy(logits, labels):
-    shifted = logits - anp.max(logits, axis=1, keepdims=True)
-    logp = shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
-    return -anp.mean(logp[anp.arange(len(labels)), labels])
-
-
 def loss_cases():
     rng = np.random.default_rng(11)
     scores = rng.normal(size=9)
