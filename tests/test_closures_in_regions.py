@@ -314,7 +314,7 @@ def modules(module_dir: Path) -> tuple[ModuleType, ModuleType]:
     return mine, oracle
 
 
-def _check(got: object, want: object, what: str) -> None:
+def assert_close(got: object, want: object, what: str) -> None:
     np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float),
                                rtol=1e-9, atol=1e-12, err_msg=what)
 
@@ -330,19 +330,20 @@ def _fd(fn: object, args: tuple, k: int) -> object:
 @pytest.mark.parametrize("kind", [float, np.float64])
 @pytest.mark.parametrize("name", SCALARS)
 def test_scalar_grad(name: str, kind: type, modules: tuple[ModuleType, ModuleType]):
-    _check_grad(modules, name, tuple(kind(a) for a in SCALAR_ARGS), SCALAR_ARGS, ("x", "y"))
+    args = tuple(kind(a) for a in SCALAR_ARGS)
+    assert_gradients_match(modules, name, args, SCALAR_ARGS, ("x", "y"))
 
 
-def _check_grad(modules: tuple[ModuleType, ModuleType], name: str, args: tuple,
+def assert_gradients_match(modules: tuple[ModuleType, ModuleType], name: str, args: tuple,
                 oracle_args: tuple, params: tuple[str, str]) -> None:
     """srcgrad's value and gradient of ``name`` against the function itself, autograd on its
     twin, and central differences."""
     mine, oracle = modules
     value, grads = srcgrad.grad(getattr(mine, name))(*args)
-    _check(value, getattr(mine, name)(*args), f"{name}: value")
+    assert_close(value, getattr(mine, name)(*args), f"{name}: value")
     for k, param in enumerate(params):
         want = autograd.grad(getattr(oracle, name), k)(*oracle_args)
-        _check(getattr(grads, param), want, f"{name}: d/d{param} vs autograd")
+        assert_close(getattr(grads, param), want, f"{name}: d/d{param} vs autograd")
         np.testing.assert_allclose(getattr(grads, param), _fd(getattr(mine, name), args, k),
                                    rtol=1e-6, atol=1e-7, err_msg=f"{name}: d/d{param} vs fd")
 
@@ -352,9 +353,9 @@ def test_scalar_forward(name: str, modules: tuple[ModuleType, ModuleType]):
     mine, oracle = modules
     for k, param in enumerate(("x", "y")):
         value, tangent = srcgrad.forward(getattr(mine, name), wrt=param)(*SCALAR_ARGS)
-        _check(value, getattr(mine, name)(*SCALAR_ARGS), f"{name}: forward value")
+        assert_close(value, getattr(mine, name)(*SCALAR_ARGS), f"{name}: forward value")
         want = autograd.grad(getattr(oracle, name), k)(*SCALAR_ARGS)
-        _check(tangent, want, f"{name}: forward d/d{param} vs autograd")
+        assert_close(tangent, want, f"{name}: forward d/d{param} vs autograd")
         np.testing.assert_allclose(tangent, _fd(getattr(mine, name), SCALAR_ARGS, k),
                                    rtol=1e-6, atol=1e-7, err_msg=f"{name}: forward vs fd")
 
@@ -365,17 +366,17 @@ def test_scalar_hvp(name: str, modules: tuple[ModuleType, ModuleType]):
     mine, oracle = modules
     direction = (0.4, -1.1)
     value, grads, products = srcgrad.hvp(getattr(mine, name))(SCALAR_ARGS, direction)
-    _check(value, getattr(mine, name)(*SCALAR_ARGS), f"{name}: hvp value")
+    assert_close(value, getattr(mine, name)(*SCALAR_ARGS), f"{name}: hvp value")
     packed = getattr(oracle, name)
     hessian = autograd.hessian(lambda z: packed(z[0], z[1]))(np.array(SCALAR_ARGS))
-    _check(list(grads), [autograd.grad(packed, k)(*SCALAR_ARGS) for k in (0, 1)],
+    assert_close(list(grads), [autograd.grad(packed, k)(*SCALAR_ARGS) for k in (0, 1)],
            f"{name}: hvp grads")
-    _check(list(products), hessian @ np.array(direction), f"{name}: Hv vs autograd")
+    assert_close(list(products), hessian @ np.array(direction), f"{name}: Hv vs autograd")
 
 
 @pytest.mark.parametrize("name", ARRAYS)
 def test_array_grad(name: str, modules: tuple[ModuleType, ModuleType]):
-    _check_grad(modules, name, ARRAY_ARGS, ARRAY_ARGS, ("w", "v"))
+    assert_gradients_match(modules, name, ARRAY_ARGS, ARRAY_ARGS, ("w", "v"))
 
 
 @pytest.mark.parametrize("name", ARRAYS)
@@ -384,9 +385,9 @@ def test_array_forward(name: str, modules: tuple[ModuleType, ModuleType]):
     mine, oracle = modules
     for k, param in enumerate(("w", "v")):
         value, tangent = srcgrad.forward(getattr(mine, name), wrt=param)(*ARRAY_ARGS)
-        _check(value, getattr(mine, name)(*ARRAY_ARGS), f"{name}: forward value")
+        assert_close(value, getattr(mine, name)(*ARRAY_ARGS), f"{name}: forward value")
         want = np.sum(autograd.grad(getattr(oracle, name), k)(*ARRAY_ARGS))
-        _check(tangent, want, f"{name}: forward d/d{param} vs autograd")
+        assert_close(tangent, want, f"{name}: forward d/d{param} vs autograd")
 
 
 def test_hunter_reproducer_values():
@@ -422,6 +423,6 @@ def test_structured_parameter_read_by_closure_in_loop():
     def twin(w, b, x):
         return 2.0 * anp.sum(anp.tanh(x * w) + b)
 
-    _check(value, twin(w, b, 0.9), "value")
+    assert_close(value, twin(w, b, 0.9), "value")
     for k, got in enumerate((grads.params[0], grads.params[1], grads.x)):
-        _check(got, autograd.grad(twin, k)(w, b, 0.9), f"argument {k} vs autograd")
+        assert_close(got, autograd.grad(twin, k)(w, b, 0.9), f"argument {k} vs autograd")

@@ -28,7 +28,7 @@ AD_RTOL = 1e-10
 RNG = np.random.default_rng(11)
 
 
-def close(got: Any, want: Any, rtol: float = AD_RTOL, what: str = "") -> None:
+def assert_close(got: Any, want: Any, rtol: float = AD_RTOL, what: str = "") -> None:
     assert np.shape(got) == np.shape(want), (what, np.shape(got), np.shape(want))
     np.testing.assert_allclose(np.asarray(got, dtype=float), want, rtol=rtol, atol=1e-12,
                                err_msg=what)
@@ -118,17 +118,17 @@ def test_a_direction_of_the_right_shape_still_works() -> None:
     """Hand values: d/dt sum(sin(x + t v)) = sum(cos(x) v); Hv = -sin(x) v."""
     x = np.array([0.1, 0.2, 0.3])
     v = np.array([1.0, -2.0, 0.5])
-    close(jvp(sines)((x,), (v,))[1], np.sum(np.cos(x) * v))
-    close(hvp(sines)((x,), (v,))[2].x, -np.sin(x) * v)
+    assert_close(jvp(sines)((x,), (v,))[1], np.sum(np.cos(x) * v))
+    assert_close(hvp(sines)((x,), (v,))[2].x, -np.sin(x) * v)
     # a direction as a list of numbers has the shape (3,) too
-    close(jvp(sines)((x,), ([1.0, -2.0, 0.5],))[1], np.sum(np.cos(x) * v))
+    assert_close(jvp(sines)((x,), ([1.0, -2.0, 0.5],))[1], np.sum(np.cos(x) * v))
 
 
 @pytest.mark.parametrize("point", [0.7, np.float64(0.7), np.array(0.7)])
 @pytest.mark.parametrize("direction", [2.0, np.float64(2.0), np.array(2.0)])
 def test_scalar_directions_of_scalar_parameters(point: Any, direction: Any) -> None:
-    close(jvp(sines)((point,), (direction,))[1], 2.0 * np.cos(0.7))
-    close(hvp(sines)((point,), (direction,))[2].x, -2.0 * np.sin(0.7))
+    assert_close(jvp(sines)((point,), (direction,))[1], 2.0 * np.cos(0.7))
+    assert_close(hvp(sines)((point,), (direction,))[2].x, -2.0 * np.sin(0.7))
 
 
 def test_the_error_names_the_parameter_among_several() -> None:
@@ -157,11 +157,11 @@ def test_structured_directions_are_checked_leaf_by_leaf(mode: str) -> None:
     expected = made(((W, B), X), ((W, B),))
     got = made(((W, B), X), ([W, B],))
     for g, e in zip(leaves(got), leaves(expected), strict=True):
-        close(g, e)
+        assert_close(g, e)
     expected = dict_made(({"W": W, "c": C}, X), ({"W": W, "c": C},))
     got = dict_made(({"W": W, "c": C}, X), ({"c": C, "W": W},))
     for g, e in zip(leaves(got), leaves(expected), strict=True):
-        close(g, e)
+        assert_close(g, e)
 
 
 # --- 2. hessian and jacobian of tuple, list and dict parameters ----------------------------------
@@ -173,12 +173,12 @@ def test_hessian_of_a_tuple_parameter_has_a_block_per_pair_of_leaves() -> None:
     value, grads, H = hessian(mlp, wrt="params")((W, B), X)
     expected = autograd.hessian(a_mlp)(np.concatenate([W.ravel(), B]), X)
     (HWW, HWb), (HbW, Hbb) = H[0][0]
-    close(HWW, expected[:6, :6].reshape(3, 2, 3, 2), what="W, W")
-    close(HWb, expected[:6, 6:].reshape(3, 2, 2), what="W, b")
-    close(HbW, expected[6:, :6].reshape(2, 3, 2), what="b, W")
-    close(Hbb, expected[6:, 6:], what="b, b")
-    close(value, a_mlp(np.concatenate([W.ravel(), B]), X))
-    close(grads.params[0], autograd.grad(a_mlp)(np.concatenate([W.ravel(), B]), X)[:6]
+    assert_close(HWW, expected[:6, :6].reshape(3, 2, 3, 2), what="W, W")
+    assert_close(HWb, expected[:6, 6:].reshape(3, 2, 2), what="W, b")
+    assert_close(HbW, expected[6:, :6].reshape(2, 3, 2), what="b, W")
+    assert_close(Hbb, expected[6:, 6:], what="b, b")
+    assert_close(value, a_mlp(np.concatenate([W.ravel(), B]), X))
+    assert_close(grads.params[0], autograd.grad(a_mlp)(np.concatenate([W.ravel(), B]), X)[:6]
           .reshape(3, 2))
     assert isinstance(H[0][0], tuple) and isinstance(H[0][0][0], tuple)
 
@@ -193,11 +193,11 @@ def test_hessian_of_a_tuple_beside_an_array() -> None:
     expected = autograd.hessian(packed)(np.concatenate([W.ravel(), B, X.ravel()]))
     HWX, HbX = H[0][1]
     HXW, HXb = H[1][0]
-    close(HWX, expected[:6, 8:].reshape(3, 2, 4, 3), what="W, X")
-    close(HbX, expected[6:8, 8:].reshape(2, 4, 3), what="b, X")
-    close(HXW, expected[8:, :6].reshape(4, 3, 3, 2), what="X, W")
-    close(HXb, expected[8:, 6:8].reshape(4, 3, 2), what="X, b")
-    close(H[1][1], expected[8:, 8:].reshape(4, 3, 4, 3), what="X, X")
+    assert_close(HWX, expected[:6, 8:].reshape(3, 2, 4, 3), what="W, X")
+    assert_close(HbX, expected[6:8, 8:].reshape(2, 4, 3), what="b, X")
+    assert_close(HXW, expected[8:, :6].reshape(4, 3, 3, 2), what="X, W")
+    assert_close(HXb, expected[8:, 6:8].reshape(4, 3, 2), what="X, b")
+    assert_close(H[1][1], expected[8:, 8:].reshape(4, 3, 4, 3), what="X, X")
 
 
 def test_hessian_of_leaves_of_one_shape_is_not_one_stacked_block() -> None:
@@ -213,7 +213,7 @@ def test_hessian_of_leaves_of_one_shape_is_not_one_stacked_block() -> None:
     assert len(blocks) == 2 and all(len(row) == 2 for row in blocks)
     for i in range(2):
         for j in range(2):
-            close(blocks[i][j], expected[2 * i:2 * i + 2, 2 * j:2 * j + 2], what=f"{i}, {j}")
+            assert_close(blocks[i][j], expected[2 * i:2 * i + 2, 2 * j:2 * j + 2], what=f"{i}, {j}")
 
 
 def test_hessian_of_a_dict_parameter() -> None:
@@ -225,10 +225,10 @@ def test_hessian_of_a_dict_parameter() -> None:
     expected = autograd.hessian(packed)(np.concatenate([W.ravel(), C]))
     blocks = H[0][0]
     assert set(blocks) == {"W", "c"} and set(blocks["W"]) == {"W", "c"}
-    close(blocks["W"]["W"], expected[:6, :6].reshape(3, 2, 3, 2))
-    close(blocks["W"]["c"], expected[:6, 6:].reshape(3, 2, 2))
-    close(blocks["c"]["W"], expected[6:, :6].reshape(2, 3, 2))
-    close(blocks["c"]["c"], expected[6:, 6:])
+    assert_close(blocks["W"]["W"], expected[:6, :6].reshape(3, 2, 3, 2))
+    assert_close(blocks["W"]["c"], expected[:6, 6:].reshape(3, 2, 2))
+    assert_close(blocks["c"]["W"], expected[6:, :6].reshape(2, 3, 2))
+    assert_close(blocks["c"]["c"], expected[6:, 6:])
 
 
 @pytest.mark.parametrize("rows", [1, 40])  # reverse mode (1 output), forward mode (40 x 2)
@@ -237,12 +237,12 @@ def test_jacobian_of_a_tuple_parameter_in_both_modes(rows: int) -> None:
     f = jacobian(mlp_outputs, wrt="params")
     value, J = f((W, B), data)
     assert f.mode_used == ("reverse" if rows == 1 else "forward")
-    close(value, mlp_outputs((W, B), data))
+    assert_close(value, mlp_outputs((W, B), data))
     JW = autograd.jacobian(lambda w: anp.tanh(anp.dot(data, w) + B) ** 2)(W)
     Jb = autograd.jacobian(lambda b: anp.tanh(anp.dot(data, W) + b) ** 2)(B)
     assert isinstance(J.params, tuple) and len(J.params) == 2
-    close(J.params[0], JW, what="W")
-    close(J.params[1], Jb, what="b")
+    assert_close(J.params[0], JW, what="W")
+    assert_close(J.params[1], Jb, what="b")
 
 
 @pytest.mark.parametrize("rows", [1, 40])
@@ -254,17 +254,17 @@ def test_jacobian_of_a_dict_parameter_in_both_modes(rows: int) -> None:
     JW = autograd.jacobian(lambda w: anp.tanh(anp.dot(data, w)) * C)(W)
     Jc = autograd.jacobian(lambda c: anp.tanh(anp.dot(data, W)) * c)(C)
     assert set(J.p) == {"W", "c"}
-    close(J.p["W"], JW, what="W")
-    close(J.p["c"], Jc, what="c")
+    assert_close(J.p["W"], JW, what="W")
+    assert_close(J.p["c"], Jc, what="c")
 
 
 def test_jacobian_of_a_scalar_function_of_a_tuple_is_its_gradient() -> None:
     _, J = jacobian(mlp, wrt="params")((W, B), X)
     _, grads = srcgrad.grad(mlp, wrt="params")((W, B), X)
     expected = autograd.grad(a_mlp)(np.concatenate([W.ravel(), B]), X)
-    close(J.params[0], expected[:6].reshape(3, 2))
-    close(J.params[1], expected[6:])
-    close(J.params[0], grads[0])
+    assert_close(J.params[0], expected[:6].reshape(3, 2))
+    assert_close(J.params[1], expected[6:])
+    assert_close(J.params[0], grads[0])
 
 
 # --- 3. keyword-only parameters ------------------------------------------------------------------
@@ -274,33 +274,33 @@ def test_hessian_with_a_keyword_only_parameter() -> None:
     """Hand values for sum(x**3) * s: H_xx = diag(6 x s), H_xs = 3 x**2, H_ss = 0."""
     x = np.array([1.0, 2.0])
     value, grads, H = hessian(cubes)(x, s=3.0)
-    close(value, 27.0)
-    close(grads.x, 9.0 * x**2)
-    close(grads.s, 9.0)
-    close(H[0][0], np.diag(18.0 * x))
-    close(H[0][1], 3.0 * x**2)
-    close(H[1][0], 3.0 * x**2)
+    assert_close(value, 27.0)
+    assert_close(grads.x, 9.0 * x**2)
+    assert_close(grads.s, 9.0)
+    assert_close(H[0][0], np.diag(18.0 * x))
+    assert_close(H[0][1], 3.0 * x**2)
+    assert_close(H[1][0], 3.0 * x**2)
     assert H[1][1] == 0.0
     _, _, H_default = hessian(cubes, wrt="x")(x)  # s's default, 2.0
-    close(H_default[0][0], np.diag(12.0 * x))
+    assert_close(H_default[0][0], np.diag(12.0 * x))
 
 
 def test_jacobian_with_a_keyword_only_parameter() -> None:
     x = np.array([1.0, 2.0])
     _, J = jacobian(cubes)(x, s=3.0)
-    close(J.x, 9.0 * x**2)
-    close(J.s, 9.0)
+    assert_close(J.x, 9.0 * x**2)
+    assert_close(J.s, 9.0)
     _, J = jacobian(cubes)(x)  # the default
-    close(J.x, 6.0 * x**2)
+    assert_close(J.x, 6.0 * x**2)
     forward_mode = jacobian(scaled_cubes, wrt="x")  # 2 inputs, 2 outputs: forward mode
     _, J = forward_mode(x, s=3.0)
     assert forward_mode.mode_used == "forward"
-    close(J.x, np.diag(9.0 * x**2))
+    assert_close(J.x, np.diag(9.0 * x**2))
     reverse_mode = jacobian(scaled_cubes)  # 3 inputs, 2 outputs: reverse mode
     _, J = reverse_mode(x, s=3.0)
     assert reverse_mode.mode_used == "reverse"
-    close(J.x, np.diag(9.0 * x**2))
-    close(J.s, x**3)
+    assert_close(J.x, np.diag(9.0 * x**2))
+    assert_close(J.s, x**3)
 
 
 # --- 4. array-API arrays -------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def _on_device_equal(got: Any, want: Any) -> None:
     xp, device, cpu = _strict()
     assert type(got) is type(xp.asarray(0.0)), type(got)
     assert got.device == device
-    close(np.asarray(got.to_device(cpu)), want)
+    assert_close(np.asarray(got.to_device(cpu)), want)
 
 
 def test_hessian_of_array_api_arrays_stays_on_their_device() -> None:
@@ -376,12 +376,12 @@ def test_hessian_and_jacobian_of_dask_arrays_stay_lazy() -> None:
     lazy = da.from_array(A, chunks=1)
     _, _, H = hessian(red)(lazy, 0.7)
     assert isinstance(H[0][0], da.Array) and isinstance(H[0][1], da.Array)
-    close(H[0][0].compute(), 1.4 * np.eye(4).reshape(2, 2, 2, 2))
-    close(H[0][1].compute(), 2 * A)
+    assert_close(H[0][0].compute(), 1.4 * np.eye(4).reshape(2, 2, 2, 2))
+    assert_close(H[0][1].compute(), 2 * A)
     for made in (jacobian(scaled, wrt="s"), jacobian(scaled)):
         _, J = made(0.7, lazy)
         assert isinstance(J.s, da.Array), made.mode_used
-        close(J.s.compute(), np.sin(A))
+        assert_close(J.s.compute(), np.sin(A))
 
 
 def _product(x, y):
