@@ -35,7 +35,7 @@ import numpy as np
 
 from . import rules, runtime, static
 from .graph import BOUND, CONST, GLOBAL, PARAM, REGION_VALUES, REGIONS, Node
-from .lower import Lowered, Tree
+from .lower import CODE_BUILTINS, Lowered, Tree
 
 # Names the templates in `srcgrad.rules` use for the modules they call.
 _TEMPLATE_MODULES = ("np", "math", "sg")
@@ -141,18 +141,12 @@ def compile_generated(lowered: Lowered, text: str, factory: str, bindings: dict[
     return function, filename
 
 
-# Builtins the generated code calls by name (loops, indexing, the float path's checks, rules).
-_CODE_BUILTINS = ("type", "float", "int", "range", "len", "reversed", "slice", "abs", "min",
-                  "max", "sum", "pow", "round", "tuple", "list", "dict", "zip", "enumerate",
-                  "isinstance", "Ellipsis")
-
-
 def shadowed_builtins(parsed: Any, bindings: dict[str, Any], params: Sequence[str], code: str
                       ) -> dict[str, Any]:
     """The builtins ``code`` calls that the user's module hides with globals of its own (a
     function named ``slice``): bound into the factory, so the code still reaches the builtins."""
     module = getattr(parsed.fn, "__globals__", {})
-    return {name: getattr(builtins, name) for name in _CODE_BUILTINS
+    return {name: getattr(builtins, name) for name in sorted(CODE_BUILTINS)
             if name in module and name not in bindings and name not in params
             and re.search(rf"(?<![\w.]){name}\b", code)}
 
@@ -292,7 +286,7 @@ class _Emitter:
         signature, default_bindings = self._signature(fn)
         bindings.update(default_bindings)
         factory = _fresh(f"make_{parsed.identifier}", self.reserved | set(bindings)
-                         | set(_CODE_BUILTINS))
+                         | CODE_BUILTINS)
         live = sorted(self.lowered.live_globals)
         live_note = f" Module globals ({', '.join(live)}) are read when `{parsed.name}` runs." \
             if live else ""

@@ -721,7 +721,7 @@ class _Lowering:
                 return self.graph.global_(name)
             return self.graph.bound(self.bind_name(name, value), value)
         if (where == "global" and isinstance(value, types.FunctionType)
-                and rules.primitive_for(value) is None and name not in _BUILTIN_CALLS):
+                and rules.primitive_for(value) is None and name not in CODE_BUILTINS):
             self.result.frozen_functions[name] = value  # a function of the user's
         if isinstance(value, (bool, np.bool_, str, bytes, list, tuple, dict, set)) or value is None:
             raise self.parsed.error(
@@ -1170,11 +1170,12 @@ class _Lowering:
 
 
 _PARSED: weakref.WeakKeyDictionary[Any, ParsedFunction] = weakref.WeakKeyDictionary()
-# Builtins generated code may call by name; a module function named so is bound away from
-# the code (codegen.shadowed_builtins), so its redefinition is not checked.
-_BUILTIN_CALLS = frozenset({"type", "float", "int", "range", "len", "reversed", "slice", "abs",
-                            "min", "max", "sum", "pow", "round", "tuple", "list", "dict", "zip",
-                            "enumerate", "isinstance"})
+# Builtins the generated code calls by name (loops, indexing, the float path's checks, rules).
+# A module function named so is bound away from the code (`codegen.shadowed_builtins`), so
+# its redefinition is not checked.
+CODE_BUILTINS = frozenset({"type", "float", "int", "range", "len", "reversed", "slice", "abs",
+                           "min", "max", "sum", "pow", "round", "tuple", "list", "dict", "zip",
+                           "enumerate", "isinstance", "Ellipsis"})
 
 
 def _parsed(fn: Any) -> ParsedFunction:

@@ -211,8 +211,7 @@ class ForwardFunction(GradFunction):
     _derive = staticmethod(per_parameter_tangents)
     _mode = "forward"
 
-    def _structures(self, args: tuple, kwargs: dict) -> dict[str, Any]:
-        structures = super()._structures(args, kwargs)
+    def _checked(self, structures: dict[str, Any]) -> dict[str, Any]:
         for name in self.wrt:
             if structures.get(name) not in (None, SCALAR):
                 raise TypeError(

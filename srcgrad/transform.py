@@ -196,32 +196,31 @@ def _restructurer(parsed: parse.ParsedFunction, wrt: tuple[str, ...], derive: De
     structure than at its first call: the transform for this call's (built once, cached)."""
 
     def restructured(*args: Any, **kwargs: Any) -> Any:
-        structures = call_structures(parsed.fn, args, kwargs)
-        shapes = call_shapes(parsed.fn, args, kwargs)
+        structures, shapes = call_layout(parsed.fn, args, kwargs)
         return build(parsed, wrt, structures, derive, mode, backend, shapes,
                      bare).function(*args, **kwargs)
 
     return restructured
 
 
-def call_structures(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
-    """Each argument's structure (`SCALAR` for a Python float or int), as ``fn`` binds them."""
+def call_layout(fn: Callable[..., Any], args: tuple, kwargs: dict, shapes: bool = True
+                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What a call's arguments are, as ``fn`` binds them (once): each one's structure
+    (`SCALAR` for a Python float or int, defaults included), and, if ``shapes`` is asked for,
+    the given arguments' shapes (see `_shapes_of`)."""
     try:
         bound = inspect.signature(fn).bind(*args, **kwargs)
     except TypeError:
-        return {}  # the generated function raises Python's own message for this call
+        return {}, None  # the generated function raises Python's own message for this call
+    given = _shapes_of(bound.arguments) if shapes else None
     bound.apply_defaults()  # a default float is a float parameter too
     return {name: SCALAR if type(value) in (float, int) else lower.structure_of(value)
-            for name, value in bound.arguments.items()}
+            for name, value in bound.arguments.items()}, given
 
 
-def call_shapes(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any] | None:
+def _shapes_of(arguments: dict[str, Any]) -> dict[str, Any] | None:
     """Each argument's shape (a tuple of its elements' for a tuple or list of arrays, a dict
     for a dict), or None unless every argument is a float64 NumPy array or made of them."""
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError:
-        return None
 
     def shape(value: Any) -> Any:
         if type(value) is np.ndarray and value.dtype == np.float64:
@@ -234,7 +233,7 @@ def call_shapes(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, 
             return dict(zip(value, parts, strict=True)) if type(value) is dict else parts
         return None
 
-    shapes = {name: shape(value) for name, value in bound.arguments.items()}
+    shapes = {name: shape(value) for name, value in arguments.items()}
     return None if None in shapes.values() else shapes
 
 
@@ -327,12 +326,15 @@ class GradFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The first call: its arguments tell which parameters are tuples/lists/dicts of arrays,
         # and if they are all float64 arrays, their shapes (a path specialised to them).
-        structures = self._structures(args, kwargs)
-        shapes = call_shapes(self.__wrapped__, args, kwargs) if self._mode == "grad" else None
-        return self._build(structures, shapes).function(*args, **kwargs)
+        structures, shapes = call_layout(self.__wrapped__, args, kwargs, self._mode == "grad")
+        return self._build(self._checked(structures), shapes).function(*args, **kwargs)
 
     def _structures(self, args: tuple, kwargs: dict) -> dict[str, Any]:
-        return call_structures(self.__wrapped__, args, kwargs)
+        return self._checked(call_layout(self.__wrapped__, args, kwargs, shapes=False)[0])
+
+    def _checked(self, structures: dict[str, Any]) -> dict[str, Any]:
+        """The call's structures, if this mode takes them (`forward` refuses some)."""
+        return structures
 
     @property
     def function(self) -> Callable[..., Any]:
